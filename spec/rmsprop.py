@@ -3,7 +3,7 @@
 Pure NumPy, float64 (complex128 for complex parameters), no framework import. Every function is
 pure: inputs are never mutated. Rule numbers (Rn) refer to spec/SPEC.md.
 
-One step, in exact arithmetic, for one parameter θ with gradient g and learning rate η (R10–R20)::
+One step, in exact arithmetic, for one parameter θ with gradient g and learning rate η (R16–R22)::
 
     t  = step + 1
     g  = -g                      if maximize and maximize_order == "before_weight_decay"
@@ -100,7 +100,7 @@ def _check_real(name: str, value: Any, lo: float, hi: float | None = None, *,
 class HParams:
     """Hyperparameters and convention axes of one RMSProp configuration (SPEC §2–§4).
 
-    Invalid values raise ``ValueError`` naming the field, the value and the allowed range (R5).
+    Invalid values raise ``ValueError`` naming the field, the value and the allowed range (R6).
     """
 
     lr: float = 1e-2
@@ -277,7 +277,7 @@ class _Arith:
 
 
 # --------------------------------------------------------------------------------------------------
-# Complex numbers: computed as real pairs on a trailing axis of length 2 (SPEC R17).
+# Complex numbers: computed as real pairs on a trailing axis of length 2 (SPEC R11).
 # --------------------------------------------------------------------------------------------------
 def _as_real(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a)
@@ -290,6 +290,12 @@ def _from_real(a: np.ndarray, is_complex: bool) -> np.ndarray:
     if is_complex:
         return (a[..., 0] + 1j * a[..., 1]).astype(np.complex128)
     return a
+
+
+def _component_sum(A: _Arith, x: _R) -> _R:
+    """|z|² from the squared components of real pairs: re² + im², kept on a trailing axis of 1."""
+    e, o = np.broadcast_to(x.e, x.v.shape), np.broadcast_to(x.o, x.v.shape)
+    return A.add(_R(x.v[..., :1], e[..., :1], o[..., :1]), _R(x.v[..., 1:], e[..., 1:], o[..., 1:]))
 
 
 def _square_avg_to_pairs(v: np.ndarray, is_complex: bool, hp: HParams) -> np.ndarray:
@@ -393,8 +399,7 @@ def _step_one(theta: np.ndarray, grad: np.ndarray, st: ParamState, hp: HParams, 
 
     gg = A.mul(g, g)
     if cplx and hp.complex_mode == "modulus":
-        gg = A.add(_R(gg.v[..., :1], gg.e[..., :1], gg.o[..., :1]),
-                   _R(gg.v[..., 1:], gg.e[..., 1:], gg.o[..., 1:]))
+        gg = _component_sum(A, gg)
     v = A.add(A.mul(alpha, v), A.mul(one_minus_alpha, gg))
     if hp.centered:
         gbar = A.add(A.mul(alpha, gbar), A.mul(one_minus_alpha, g))
@@ -413,8 +418,7 @@ def _step_one(theta: np.ndarray, grad: np.ndarray, st: ParamState, hp: HParams, 
     if hp.centered:
         gsq = A.mul(gbar_hat, gbar_hat)
         if cplx and hp.complex_mode == "modulus":
-            gsq = A.add(_R(gsq.v[..., :1], gsq.e[..., :1], gsq.o[..., :1]),
-                        _R(gsq.v[..., 1:], gsq.e[..., 1:], gsq.o[..., 1:]))
+            gsq = _component_sum(A, gsq)
         w = A.sub(v_hat, gsq)
     eps = A.const(hp.eps)
     d = A.sqrt(A.add(w, eps)) if hp.eps_in_sqrt else A.add(A.sqrt(w), eps)
@@ -446,7 +450,7 @@ def step_with_bounds(params: Sequence[np.ndarray], grads: Sequence[np.ndarray],
                      lr: float | None = None,
                      state_err: Sequence[ParamState] | None = None,
                      ) -> tuple[tuple[np.ndarray, ...], State, StepBounds]:
-    """One step (R10–R20) and the rounding-error bound of an implementation in ``dtype`` (§7).
+    """One step (R16–R22) and the rounding-error bound of an implementation in ``dtype`` (§7).
 
     Returns ``(new_params, new_state, bounds)``. ``new_params``/``new_state`` are exact up to
     float64 rounding; ``bounds`` bound, element by element, |impl - exact| for an implementation
@@ -482,7 +486,7 @@ def step_with_bounds(params: Sequence[np.ndarray], grads: Sequence[np.ndarray],
 
 def step(params: Sequence[np.ndarray], grads: Sequence[np.ndarray], state: Sequence[ParamState],
          hp: HParams, lr: float | None = None) -> tuple[tuple[np.ndarray, ...], State]:
-    """One RMSProp step in float64/complex128 (R10–R20). ``lr`` overrides ``hp.lr`` (R19)."""
+    """One RMSProp step in float64/complex128 (R16–R22). ``lr`` overrides ``hp.lr`` (R22)."""
     _check_inputs(params, grads, state, hp)
     eta = _resolve_lr(hp, lr)
     new_params, new_state = [], []

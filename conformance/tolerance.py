@@ -1,0 +1,304 @@
+"""The tolerance model (SPEC §8, DESIGN §4).
+
+Step k of a trajectory is judged from the implementation's own parameters and state after step
+k-1 (re-alignment): the oracle runs one step in float64 on exactly those values, and carries an
+element-wise bound on the rounding error a correct implementation in the case dtype may make. An
+element passes when ``|impl - exact| <= K * bound + tiny`` (R31), is finite where exact math is
+finite (R27) and non-finite where exact math is non-finite (R26). Elements where an intermediate
+of the formula overflows the dtype are exempt (R26).
+
+Backends without state read-out are re-aligned on their parameters only; the oracle's state then
+runs alongside, its error bounds chained from step to step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from conformance.case import Case, Trajectory
+from spec.rmsprop import ParamState, dtype_info, init_state, step_with_bounds
+
+K = 4.0
+
+FIELD_RULES = {
+    "params": "R21",
+    "square_avg": "R17",
+    "grad_avg": "R18",
+    "momentum_buffer": "R21",
+}
+RULE_TITLES = {
+    "R6": "invalid hyperparameters are rejected, valid edge values accepted",
+    "R7": "eps placement in the denominator",
+    "R8": "initial state",
+    "R9": "learning rate inside/outside the momentum buffer",
+    "R10": "weight decay convention",
+    "R11": "complex numbers",
+    "R12": "order of maximize and weight decay",
+    "R14": "state names, shapes, dtypes and devices",
+    "R15": "the step counter; state save/load",
+    "R16": "gradient transform (maximize, weight decay)",
+    "R17": "square_avg update",
+    "R18": "grad_avg update",
+    "R20": "denominator",
+    "R21": "momentum buffer and parameter update",
+    "R22": "per-step learning rate",
+    "R23": "parameters are independent",
+    "R24": "inputs are not mutated",
+    "R25": "layout invariance and determinism",
+    "R26": "IEEE propagation of non-finite values",
+    "R27": "no spurious non-finite values",
+}
+
+
+def rule_title(rule: str) -> str:
+    return f"{rule}: {RULE_TITLES.get(rule, '')}".rstrip(": ")
+
+
+@dataclasses.dataclass
+class Violation:
+    """One element that breaks a rule, with everything needed to read it."""
+
+    rule: str
+    kind: str  # "value", "spurious_nonfinite", "sanitised_nonfinite", "structure"
+    message: str
+    step: int | None = None
+    param: int | None = None
+    field: str | None = None
+    index: tuple[int, ...] | None = None
+    expected: float | None = None
+    observed: float | None = None
+    bound: float | None = None
+
+    @property
+    def numerical(self) -> bool:
+        return self.kind == "spurious_nonfinite"
+
+    def describe(self) -> str:
+        where = []
+        if self.step is not None:
+            where.append(f"step {self.step}")
+        if self.param is not None:
+            where.append(f"parameter {self.param}")
+        if self.field is not None:
+            where.append(self.field)
+        if self.index is not None:
+            where.append(f"element {list(self.index)}")
+        head = f"violates {rule_title(self.rule)}"
+        text = f"{head} at {', '.join(where)}: {self.message}" if where else f"{head}: {self.message}"
+        if self.expected is not None:
+            text += (f"\n  expected {self.expected!r} (exact, float64), observed {self.observed!r}, "
+                     f"|diff| = {abs_diff(self.expected, self.observed)!r}, "
+                     f"allowed {K} x bound {self.bound!r}")
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["index"] = None if self.index is None else list(self.index)
+        for key in ("expected", "observed", "bound"):
+            d[key] = _jsonable_float(d[key])
+        return d
+
+
+def abs_diff(a: float | None, b: float | None) -> float:
+    if a is None or b is None:
+        return math.nan
+    return abs(a - b)
+
+
+def _jsonable_float(x: float | None) -> float | str | None:
+    if x is None or math.isfinite(x):
+        return x
+    return repr(x)
+
+
+@dataclasses.dataclass
+class Judgement:
+    """The verdict on a trajectory: violations (empty = conformant) and the budget used."""
+
+    violations: list[Violation] = dataclasses.field(default_factory=list)
+    max_ratio: float = 0.0  # largest |impl - exact| / bound over judged elements
+    elements: int = 0
+    exempt: int = 0  # elements skipped for overflow
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def merge(self, other: Judgement) -> None:
+        self.violations += other.violations
+        self.max_ratio = max(self.max_ratio, other.max_ratio)
+        self.elements += other.elements
+        self.exempt += other.exempt
+
+
+def _pairs(a: Any) -> np.ndarray:
+    a = np.asarray(a)
+    if np.iscomplexobj(a):
+        return np.stack([a.real, a.imag], axis=-1).astype(np.float64)
+    return a.astype(np.float64)
+
+
+def _compare(exact: np.ndarray, bound: np.ndarray, observed: Any, overflow: np.ndarray | None,
+             tiny: float, *, step: int, param: int, field: str, judgement: Judgement,
+             max_report: int = 1) -> None:
+    obs = _pairs(observed)
+    ex = _pairs(exact)
+    bnd = np.asarray(bound, dtype=np.float64)
+    if bnd.ndim == ex.ndim + 1:
+        bnd = bnd[..., 0]  # modulus: one real square_avg per complex element
+    if obs.shape != ex.shape:
+        judgement.violations.append(Violation(
+            "R14", "structure", f"shape {list(obs.shape)} where the spec has {list(ex.shape)}",
+            step=step, param=param, field=field))
+        return
+    bnd = np.broadcast_to(bnd, ex.shape)
+    skip = np.zeros(ex.shape, dtype=bool)
+    if overflow is not None:
+        ov = np.asarray(overflow)
+        skip = np.broadcast_to(ov[..., None] if ov.ndim < ex.ndim else ov, ex.shape)
+    judgement.exempt += int(skip.sum())
+    judgement.elements += int(ex.size - skip.sum())
+    ex_fin = np.isfinite(ex)
+    obs_fin = np.isfinite(obs)
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(obs - ex)
+        ratio = np.where(ex_fin & obs_fin & ~skip & np.isfinite(bnd), diff / (bnd + tiny), 0.0)
+    if ratio.size:
+        judgement.max_ratio = max(judgement.max_ratio, float(np.nanmax(ratio)))
+    checks = (
+        (ex_fin & ~obs_fin & ~skip, "R27", "spurious_nonfinite",
+         "non-finite where exact math on the same inputs is finite"),
+        (~ex_fin & obs_fin & ~skip, "R26", "sanitised_nonfinite",
+         "finite where IEEE arithmetic on the formula gives a non-finite value"),
+        (ex_fin & obs_fin & ~skip & (diff > K * bnd + tiny), FIELD_RULES[field], "value",
+         "outside the rounding-error bound"),
+    )
+    for mask, rule, kind, message in checks:
+        if not mask.any():
+            continue
+        # Report the worst element of each kind: largest ratio for values, first otherwise.
+        idx = np.unravel_index(int(np.argmax(np.where(mask, ratio, -1.0))) if kind == "value"
+                               else int(np.argmax(mask)), ex.shape)
+        count = int(mask.sum())
+        more = f" ({count} elements)" if count > 1 else ""
+        judgement.violations.append(Violation(
+            rule, kind, message + more, step=step, param=param, field=field,
+            index=tuple(int(i) for i in idx), expected=float(ex[idx]), observed=float(obs[idx]),
+            bound=float(bnd[idx])))
+        if len(judgement.violations) >= max_report:
+            return
+
+
+def _state_fields(st: ParamState) -> dict[str, Any]:
+    return {"square_avg": st.square_avg, "grad_avg": st.grad_avg,
+            "momentum_buffer": st.momentum_buffer}
+
+
+def check_state_structure(st: ParamState, spec_st: ParamState, param: np.ndarray, *,
+                          step: int, index: int) -> list[Violation]:
+    """R14/R15: present fields as the spec says, shapes and dtypes of the parameter, step count."""
+    out = []
+    if not isinstance(st, ParamState):
+        return [Violation("R14", "structure", f"state is {type(st).__name__}, not ParamState",
+                          step=step, param=index)]
+    for name, spec_value in _state_fields(spec_st).items():
+        value = getattr(st, name)
+        if (value is None) != (spec_value is None):
+            what = "missing" if value is None else "present but the spec has none"
+            out.append(Violation("R14", "structure", f"{name} {what}", step=step, param=index,
+                                 field=name))
+            continue
+        if value is None:
+            continue
+        value = np.asarray(value)
+        if value.shape != param.shape:
+            out.append(Violation("R14", "structure", f"{name} has shape {list(value.shape)}, the "
+                                 f"parameter {list(param.shape)}", step=step, param=index,
+                                 field=name))
+        want = param.dtype
+        if name == "square_avg" and np.iscomplexobj(param) and not np.iscomplexobj(spec_value):
+            want = np.empty(0, param.dtype).real.dtype
+        if value.dtype != want:
+            out.append(Violation("R14", "structure", f"{name} has dtype {value.dtype}, expected "
+                                 f"{want}", step=step, param=index, field=name))
+    if int(st.step) != spec_st.step:
+        out.append(Violation("R15", "value", f"step counter is {st.step!r} after {step + 1} "
+                             f"step(s) from a state at step {spec_st.step - 1}; the spec has "
+                             f"{spec_st.step}", step=step, param=index, field="step"))
+    return out
+
+
+def judge(case: Case, traj: Trajectory) -> Judgement:
+    """Judge every step of ``traj`` against the oracle, re-aligned on the backend's own values."""
+    out = Judgement()
+    if len(traj.params) != case.n_steps:
+        out.violations.append(Violation("R21", "structure", f"trajectory has {len(traj.params)} "
+                                        f"steps, the case {case.n_steps}"))
+        return out
+    params = tuple(case.params)
+    state = case.initial_state if case.initial_state is not None else init_state(params, case.hp)
+    state_err: Sequence[ParamState] | None = None
+    for k in range(case.n_steps):
+        observed = traj.params[k]
+        if len(observed) != len(params):
+            out.violations.append(Violation("R23", "structure", f"{len(observed)} parameters "
+                                            f"returned for {len(params)}", step=k))
+            return out
+        exact_p, exact_s, bounds, state_err_next = _one_step(case, params, state, state_err, k)
+        for i, p in enumerate(params):
+            obs = np.asarray(observed[i])
+            if obs.shape != p.shape or obs.dtype != p.dtype:
+                out.violations.append(Violation(
+                    "R14", "structure", f"returned {obs.dtype}{list(obs.shape)} for a "
+                    f"{p.dtype}{list(p.shape)} parameter", step=k, param=i, field="params"))
+                continue
+            tiny = dtype_info(p.dtype).tiny
+            _compare(exact_p[i], bounds.params[i], obs, bounds.overflow[i], tiny, step=k,
+                     param=i, field="params", judgement=out)
+            if traj.states is not None:
+                st = traj.states[k][i]
+                structure = check_state_structure(st, exact_s[i], p, step=k, index=i)
+                out.violations += structure
+                if structure:
+                    continue
+                for name, bound in (("square_avg", bounds.square_avg[i]),
+                                    ("grad_avg", bounds.grad_avg[i]),
+                                    ("momentum_buffer", bounds.momentum_buffer[i])):
+                    if bound is not None:
+                        _compare(getattr(exact_s[i], name), bound, getattr(st, name), None,
+                                 tiny, step=k, param=i, field=name, judgement=out)
+        if out.violations:
+            return out
+        params = tuple(np.asarray(x) for x in observed)
+        if traj.states is not None:
+            state, state_err = traj.states[k], None
+        else:
+            state, state_err = exact_s, state_err_next
+    return out
+
+
+def _one_step(case: Case, params: tuple[np.ndarray, ...], state: Sequence[ParamState],
+              state_err: Sequence[ParamState] | None, k: int):
+    """The oracle's step k per parameter (each in its own dtype), bounds and chained errors."""
+    exact_p, exact_s, parts = [], [], []
+    errs = []
+    for i, p in enumerate(params):
+        err = None if state_err is None else [state_err[i]]
+        ep, es, b = step_with_bounds([p], [case.grads[k][i]], [state[i]], case.hp,
+                                     dtype=p.dtype, lr=case.lr_at(k), state_err=err)
+        exact_p.append(ep[0])
+        exact_s.append(es[0])
+        parts.append(b)
+        errs.append(ParamState(
+            step=0,
+            square_avg=K * b.square_avg[0],
+            grad_avg=None if b.grad_avg[0] is None else K * b.grad_avg[0],
+            momentum_buffer=None if b.momentum_buffer[0] is None else K * b.momentum_buffer[0],
+        ))
+    bounds = type(parts[0])(*(tuple(b[j][0] for b in parts) for j in range(len(parts[0]))))
+    return exact_p, exact_s, bounds, errs
