@@ -89,11 +89,12 @@ class Violation:
         if self.index is not None:
             where.append(f"element {list(self.index)}")
         head = f"violates {rule_title(self.rule)}"
-        text = f"{head} at {', '.join(where)}: {self.message}" if where else f"{head}: {self.message}"
+        text = f"{head} at {', '.join(where)}" if where else head
+        text += f": {self.message}"
         if self.expected is not None:
-            text += (f"\n  expected {self.expected!r} (exact, float64), observed {self.observed!r}, "
-                     f"|diff| = {abs_diff(self.expected, self.observed)!r}, "
-                     f"allowed {K} x bound {self.bound!r}")
+            diff = abs_diff(self.expected, self.observed)
+            text += (f"\n  expected {self.expected!r} (exact, float64), observed "
+                     f"{self.observed!r}, |diff| = {diff!r}, allowed {K} x bound {self.bound!r}")
         return text
 
     def to_dict(self) -> dict[str, Any]:

@@ -318,8 +318,8 @@ def _square_avg_from_pairs(v: np.ndarray, is_complex: bool, hp: HParams) -> np.n
 def init_state(params: Sequence[np.ndarray], hp: HParams) -> State:
     """The state before the first step (R8): step 0, square_avg = initial_square_avg, zeros."""
     out = []
-    for p in params:
-        p = np.asarray(p)
+    for p_in in params:
+        p = np.asarray(p_in)
         cplx = np.iscomplexobj(p)
         if cplx and hp.complex_mode == "real_pairs":
             v = np.full(p.shape, hp.initial_square_avg * (1 + 1j), dtype=np.complex128)
@@ -445,26 +445,16 @@ def _resolve_lr(hp: HParams, lr: float | None) -> float:
     return float(lr)
 
 
-def step_with_bounds(params: Sequence[np.ndarray], grads: Sequence[np.ndarray],
-                     state: Sequence[ParamState], hp: HParams, dtype: Any = None,
-                     lr: float | None = None,
-                     state_err: Sequence[ParamState] | None = None,
-                     ) -> tuple[tuple[np.ndarray, ...], State, StepBounds]:
-    """One step (R16–R22) and the rounding-error bound of an implementation in ``dtype`` (§7).
-
-    Returns ``(new_params, new_state, bounds)``. ``new_params``/``new_state`` are exact up to
-    float64 rounding; ``bounds`` bound, element by element, |impl - exact| for an implementation
-    that computes the same step in ``dtype`` (default: float64) from the same inputs. ``state_err``
-    optionally gives error bounds already present in the input state (same structure as
-    ``state``, arrays in the real-pair representation), so that bounds can be chained across steps.
-    """
+def _step_all(params: Sequence[np.ndarray], grads: Sequence[np.ndarray],
+              state: Sequence[ParamState], hp: HParams, lr: float | None, info: DtypeInfo,
+              state_err: Sequence[ParamState] | None,
+              ) -> tuple[tuple[np.ndarray, ...], State, StepBounds]:
     _check_inputs(params, grads, state, hp)
     eta = _resolve_lr(hp, lr)
-    info = dtype_info(np.float64 if dtype is None else dtype)
     new_params, new_state = [], []
     bp, bv, bg, bb, ov = [], [], [], [], []
-    for i, (theta, grad, st) in enumerate(zip(params, grads, state)):
-        theta, grad = np.asarray(theta), np.asarray(grad)
+    for i, (theta_in, grad_in, st) in enumerate(zip(params, grads, state)):
+        theta, grad = np.asarray(theta_in), np.asarray(grad_in)
         cplx = np.iscomplexobj(theta) or np.iscomplexobj(grad)
         err = None if state_err is None else state_err[i]
         (p, v, gbar, buf), t = _step_one(theta, grad, st, hp, eta, info, err)
@@ -479,29 +469,33 @@ def step_with_bounds(params: Sequence[np.ndarray], grads: Sequence[np.ndarray],
         bv.append(v.e)
         bg.append(None if gbar is None else gbar.e)
         bb.append(None if buf is None else buf.e)
-        ov.append(p.o if not cplx else p.o.any(axis=-1))
+        ov.append(np.broadcast_to(p.o, p.v.shape).any(axis=-1) if cplx else p.o)
     return (tuple(new_params), tuple(new_state),
             StepBounds(tuple(bp), tuple(bv), tuple(bg), tuple(bb), tuple(ov)))
+
+
+def step_with_bounds(params: Sequence[np.ndarray], grads: Sequence[np.ndarray],
+                     state: Sequence[ParamState], hp: HParams, dtype: Any = None,
+                     lr: float | None = None,
+                     state_err: Sequence[ParamState] | None = None,
+                     ) -> tuple[tuple[np.ndarray, ...], State, StepBounds]:
+    """One step (R16–R22) and the rounding-error bound of an implementation in ``dtype`` (§8).
+
+    Returns ``(new_params, new_state, bounds)``. ``new_params``/``new_state`` are exact up to
+    float64 rounding; ``bounds`` bound, element by element, |impl - exact| for an implementation
+    that computes the same step in ``dtype`` (default: float64) from the same inputs. ``state_err``
+    optionally gives error bounds already present in the input state (same structure as
+    ``state``, arrays in the real-pair representation), so that bounds can be chained across steps.
+    """
+    info = dtype_info(np.float64 if dtype is None else dtype)
+    return _step_all(params, grads, state, hp, lr, info, state_err)
 
 
 def step(params: Sequence[np.ndarray], grads: Sequence[np.ndarray], state: Sequence[ParamState],
          hp: HParams, lr: float | None = None) -> tuple[tuple[np.ndarray, ...], State]:
     """One RMSProp step in float64/complex128 (R16–R22). ``lr`` overrides ``hp.lr`` (R22)."""
-    _check_inputs(params, grads, state, hp)
-    eta = _resolve_lr(hp, lr)
-    new_params, new_state = [], []
-    for theta, grad, st in zip(params, grads, state):
-        theta, grad = np.asarray(theta), np.asarray(grad)
-        cplx = np.iscomplexobj(theta) or np.iscomplexobj(grad)
-        (p, v, gbar, buf), t = _step_one(theta, grad, st, hp, eta, EXACT, None)
-        new_params.append(_from_real(p.v, cplx))
-        new_state.append(ParamState(
-            step=t,
-            square_avg=_square_avg_from_pairs(v.v, cplx, hp),
-            grad_avg=None if gbar is None else _from_real(gbar.v, cplx),
-            momentum_buffer=None if buf is None else _from_real(buf.v, cplx),
-        ))
-    return tuple(new_params), tuple(new_state)
+    new_params, new_state, _ = _step_all(params, grads, state, hp, lr, EXACT, None)
+    return new_params, new_state
 
 
 def run(params: Sequence[np.ndarray], grad_seq: Sequence[Sequence[np.ndarray]], hp: HParams,

@@ -1,0 +1,198 @@
+"""pytest plugin (entry point ``pytest11``).
+
+``pytest --backend NAME`` (repeatable; a built-in short name, an entry-point name or
+``module:attr``) collects the conformance suite (conformance/suite) for those backends. Test IDs
+read ``test_oracle_match[torch.foreach-float32-cpu]``. ``--conformance-profile`` picks how hard
+Hypothesis searches; ``--report-dir`` writes the JSON/Markdown/HTML reports at the end;
+``--known-deviations FILE`` turns matching failures into expected failures (xfail).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance import deviations as dev
+from conformance import registry
+from conformance.properties import BY_NAME, targets
+
+SUITE_DIR = Path(__file__).parent / "suite"
+PROFILES = ("quick", "ci", "thorough")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("rmsprop-conformance")
+    group.addoption("--backend", action="append", default=[], metavar="NAME",
+                    help="backend to certify: a built-in short name, an entry-point name or "
+                         "module:attr (repeatable)")
+    group.addoption("--conformance-profile", default="quick", metavar="PROFILE",
+                    help="how hard to search: quick (seconds), ci (derandomised, a minute or "
+                         "two), thorough")
+    group.addoption("--report-dir", default=None, metavar="DIR",
+                    help="write JSON/Markdown/HTML conformance reports to DIR")
+    group.addoption("--known-deviations", default=None, metavar="FILE",
+                    help="TOML file of accepted deviations: matching failures become xfail")
+    group.addoption("--conformance-seed", default=None, type=int, metavar="N",
+                    help="Hypothesis seed (overrides the profile's derandomisation)")
+    group.addoption("--example-timeout", default=None, type=float, metavar="SECONDS",
+                    help="fail an example whose backend call takes longer than this")
+
+
+@dataclasses.dataclass
+class _State:
+    backends: list[tuple[str, Any, Any]]  # (spec as given, backend, capabilities)
+    profile: str
+    report_dir: Path | None
+    deviations: list[dev.Deviation]
+    seed: int | None
+    example_timeout: float | None
+    started: float = dataclasses.field(default_factory=time.time)
+
+
+_KEY = pytest.StashKey[_State]()
+# Records reach this process (the controller under xdist) through pytest_runtest_logreport,
+# which has no access to the config.
+_pending: list[dict[str, Any]] = []
+
+
+def _state(config: pytest.Config) -> _State | None:
+    return config.stash.get(_KEY, None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    names = config.getoption("backend")
+    if not names:
+        return
+    profile = config.getoption("conformance_profile")
+    if profile not in PROFILES:
+        raise pytest.UsageError(f"--conformance-profile {profile!r}: unknown profile; "
+                                f"allowed: {', '.join(PROFILES)}")
+    loaded = []
+    for name in names:
+        try:
+            backend = registry.load(name)
+            caps = registry.capabilities_of(backend)
+        except registry.BackendLoadError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        except Exception as exc:
+            raise pytest.UsageError(f"{name}: capabilities() raised {type(exc).__name__}: "
+                                    f"{exc}") from None
+        loaded.append((name, backend, caps))
+    deviations: list[dev.Deviation] = []
+    if config.getoption("known_deviations"):
+        try:
+            deviations = dev.load(config.getoption("known_deviations"))
+        except dev.DeviationsError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    report_dir = config.getoption("report_dir")
+    config.stash[_KEY] = _State(loaded, profile, Path(report_dir) if report_dir else None,
+                                deviations, config.getoption("conformance_seed"),
+                                config.getoption("example_timeout"))
+    # Collect the suite: alone when the user named no paths, beside them otherwise.
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        config.args[:] = [str(SUITE_DIR)]
+    elif str(SUITE_DIR) not in config.args:
+        config.args.append(str(SUITE_DIR))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "conformance_target" not in metafunc.fixturenames:
+        return
+    state = _state(metafunc.config)
+    prop = BY_NAME[metafunc.function.__name__.removeprefix("test_")]
+    params, ids = [], []
+    for spec, backend, caps in state.backends if state else []:
+        for dtype, device in targets(prop, caps):
+            params.append((spec, backend, caps, dtype, device))
+            ids.append("-".join(x for x in (backend.name, dtype, device) if x)
+                       if dtype else backend.name)
+    metafunc.parametrize("conformance_target", params, ids=ids, indirect=True)
+
+
+@pytest.fixture
+def conformance_target(request: pytest.FixtureRequest):
+    from conformance.runner import RECORD_KEY, Target, new_record
+
+    state = _state(request.config)
+    spec, backend, caps, dtype, device = request.param
+    prop = BY_NAME[request.function.__name__.removeprefix("test_")]
+    record = new_record(prop, backend, dtype, device)
+    request.node.user_properties.append((RECORD_KEY, record))
+    out = state.report_dir if state.report_dir else Path(".rmsprop-conformance")
+    return Target(spec, backend, caps, dtype, device, state.profile,
+                  out / "counterexamples", record, request.node.nodeid, state.seed,
+                  state.example_timeout)
+
+
+def _record_of(report: pytest.TestReport) -> dict[str, Any] | None:
+    from conformance.runner import RECORD_KEY
+
+    for key, value in report.user_properties:
+        if key == RECORD_KEY:
+            return value
+    return None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    state = _state(item.config)
+    record = _record_of(report)
+    if state is None or record is None or report.when != "call" or not report.failed:
+        return
+    if record.get("status") not in ("fail", "error"):
+        # An exception the runner did not classify (e.g. a Hypothesis error) is an error.
+        record.update(status="error", message=str(call.excinfo.value) if call.excinfo else "")
+    for n, d in enumerate(state.deviations):
+        if d.matches(backend=record["backend"], prop_id=record["property"],
+                     prop_name=record["name"], dtype=record["dtype"], device=record["device"],
+                     rule=record.get("rule")):
+            record.update(status="known", known_reason=d.reason, known_link=d.link)
+            report.outcome = "skipped"
+            report.wasxfail = f"known deviation: {d.reason}"
+            # xdist workers send their reports to the controller; mark which entry matched.
+            record["deviation_index"] = n
+            break
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    record = _record_of(report)
+    if record is None:
+        return
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        if report.when == "setup" and report.failed:
+            record = {**record, "status": "error", "message": str(report.longrepr)[-2000:]}
+        _pending.append(record)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    state = _state(session.config)
+    if state is None or hasattr(session.config, "workerinput"):
+        return
+    records = list(_pending)
+    _pending.clear()
+    used = {r["deviation_index"] for r in records if "deviation_index" in r}
+    unused = [d for n, d in enumerate(state.deviations) if n not in used]
+    for d in unused:
+        warnings.warn(f"known deviation matched no failure: {d.label()} ({d.reason})",
+                      stacklevel=1)
+    if state.report_dir is not None:
+        from conformance import report
+
+        report.write_session(state.report_dir, state.backends, records, profile=state.profile,
+                             unused_deviations=unused, started=state.started,
+                             interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config
+                            ) -> None:
+    state = _state(config)
+    if state is None or state.report_dir is None:
+        return
+    terminalreporter.write_line(f"rmsprop-conformance reports written to {state.report_dir}")

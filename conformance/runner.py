@@ -1,0 +1,147 @@
+"""Running one property on one (backend, dtype, device) target with Hypothesis, and recording.
+
+The record (a JSON-able dict) travels with the pytest report (``user_properties``), so results
+reach the controller under pytest-xdist and appear in JUnit XML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, seed, settings
+
+from conformance import serialize
+from conformance.backend import Backend, Capabilities
+from conformance.case import Case
+from conformance.properties import (
+    BY_ID,
+    BackendError,
+    Outcome,
+    Property,
+    PropertyFailure,
+    label_of,
+    unsupported_reason,
+)
+from conformance.strategies import settings_for
+
+RECORD_KEY = "rmsprop_conformance"
+_MAX_SAMPLES = 200  # per-example ratios kept for the distribution plot
+
+
+@dataclasses.dataclass
+class Target:
+    backend_spec: str  # as the user named it: replays with the same words
+    backend: Backend
+    caps: Capabilities
+    dtype: str | None
+    device: str
+    profile: str
+    counterexample_dir: Path
+    record: dict[str, Any]
+    nodeid: str = ""
+    seed: int | None = None
+    example_timeout: float | None = None
+
+
+def new_record(prop: Property, backend: Backend, dtype: str | None, device: str) -> dict:
+    return {"property": prop.id, "name": prop.name, "title": prop.title,
+            "rules": list(prop.rules), "backend": backend.name, "dtype": dtype,
+            "device": device, "status": "error", "examples": 0, "max_ratio": 0.0,
+            "elements": 0, "exempt": 0, "figures": {}, "ratio_samples": [],
+            "seconds": 0.0}
+
+
+def _absorb(record: dict[str, Any], outcome: Outcome) -> None:
+    record["examples"] += 1
+    record["max_ratio"] = max(record["max_ratio"], outcome.max_ratio)
+    if len(record["ratio_samples"]) < _MAX_SAMPLES:
+        record["ratio_samples"].append(outcome.max_ratio)
+    record["elements"] += outcome.elements
+    record["exempt"] += outcome.exempt
+    for key, value in outcome.figures.items():
+        record["figures"][key] = max(record["figures"].get(key, 0.0), value)
+
+
+def _case_for_target(case: Case, target: Target) -> Case:
+    return case if case.device == target.device else case.replace(device=target.device)
+
+
+def save_counterexample(target: Target, prop: Property, failure: PropertyFailure) -> Path:
+    safe = target.backend.name.replace("/", "_").replace(":", "_")
+    path = target.counterexample_dir / safe / f"{prop.id}-{target.dtype}-{target.device}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "schema": "rmsprop-conformance/counterexample/1",
+        "backend": target.backend_spec,
+        "property": prop.id,
+        "dtype": target.dtype,
+        "device": target.device,
+        "label": failure.label,
+        "violation": failure.violation.to_dict(),
+        "message": failure.violation.describe(),
+        "case": None if failure.case is None else serialize.case_to_json(failure.case),
+    }
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def replay_command(path: Path) -> str:
+    return f"rmsprop-conformance repro {shlex.quote(str(path))}"
+
+
+def run_property(prop_id: str, target: Target) -> None:
+    """Test property ``prop_id`` on ``target``: skip as unsupported, pass, or raise a failure."""
+    prop = BY_ID[prop_id]
+    record = target.record
+    start = time.perf_counter()
+    reason = unsupported_reason(prop, target.caps, target.dtype, target.device)
+    if reason is not None:
+        record["status"] = "unsupported"
+        record["reason"] = reason
+        pytest.skip(f"unsupported: {reason}")
+    try:
+        if prop.strategy is None:
+            _absorb(record, prop.check(target.backend, target.caps, None))
+        else:
+            _search(prop, target)
+    except PropertyFailure as failure:
+        failure.prop = prop.id
+        if failure.case is not None:
+            failure.label = label_of(target.backend, target.caps, failure.case,
+                                     failure.violation, prop.check)
+        path = save_counterexample(target, prop, failure)
+        record.update(status="fail", label=failure.label, rule=failure.violation.rule,
+                      message=failure.violation.describe(), counterexample=str(path),
+                      replay=replay_command(path))
+        raise PropertyFailure(prop.id, failure.violation, failure.case, failure.label) from None
+    except BackendError as exc:
+        record.update(status="error", message=str(exc))
+        raise
+    finally:
+        record["seconds"] = round(time.perf_counter() - start, 3)
+    record["status"] = "pass"
+
+
+def _search(prop: Property, target: Target) -> None:
+    strategy = prop.strategy(target.caps, target.dtype, target.device)
+
+    def example(case: Case) -> None:
+        case = _case_for_target(case, target)
+        _absorb(target.record, prop.check(target.backend, target.caps, case))
+
+    # One database key per target, so a stored counterexample replays for the right one.
+    example._hypothesis_internal_add_digest = target.nodeid.encode()  # type: ignore[attr-defined]
+    test = settings(settings_for(target.profile), report_multiple_bugs=False)(
+        given(case=strategy)(example))
+    if target.seed is not None:
+        test = seed(target.seed)(test)
+    test()
