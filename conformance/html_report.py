@@ -68,7 +68,8 @@ def _failures(docs: list[dict[str, Any]]) -> str:
             label = f" ({escape(r['label'])})" if r.get("label") else ""
             out.append(f"<h3>{escape(d['backend']['name'])}: {r['property']} {escape(r['name'])} "
                        f"[{escape(r['dtype'] or '-')}, {escape(r['device'])}] — "
-                       f"{r['status'].upper()}{label}</h3><pre>{escape(r.get('message', ''))}</pre>")
+                       f"{r['status'].upper()}{label}</h3>"
+                       f"<pre>{escape(r.get('message', ''))}</pre>")
             if r["status"] == "known":
                 out.append(f"<p>accepted: {escape(r.get('known_reason', ''))} "
                            f"{escape(r.get('known_link', ''))}</p>")
@@ -80,7 +81,8 @@ def _failures(docs: list[dict[str, Any]]) -> str:
 def _png(fig: Any) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return f"<img alt='plot' src='data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}'>"
+    data = base64.b64encode(buf.getvalue()).decode()
+    return f"<img alt='plot' src='data:image/png;base64,{data}'>"
 
 
 def _distribution(docs: list[dict[str, Any]]) -> str:

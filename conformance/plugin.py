@@ -41,6 +41,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="Hypothesis seed (overrides the profile's derandomisation)")
     group.addoption("--example-timeout", default=None, type=float, metavar="SECONDS",
                     help="fail an example whose backend call takes longer than this")
+    group.addoption("--shard", default=None, metavar="I/N",
+                    help="run only the I-th of N deterministic shares of the suite (1-based)")
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"I/N"`` → (I, N) with 1 <= I <= N; raises ValueError naming the bad value."""
+    if text is None:
+        return None
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {text!r}: expected I/N, e.g. 1/2") from None
+    if not 1 <= i <= n:
+        raise ValueError(f"--shard {text!r}: I must be between 1 and N")
+    return i, n
 
 
 @dataclasses.dataclass
@@ -51,6 +66,7 @@ class _State:
     deviations: list[dev.Deviation]
     seed: int | None
     example_timeout: float | None
+    shard: tuple[int, int] | None
     started: float = dataclasses.field(default_factory=time.time)
 
 
@@ -90,9 +106,13 @@ def pytest_configure(config: pytest.Config) -> None:
         except dev.DeviationsError as exc:
             raise pytest.UsageError(str(exc)) from None
     report_dir = config.getoption("report_dir")
+    try:
+        shard = parse_shard(config.getoption("shard"))
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
     config.stash[_KEY] = _State(loaded, profile, Path(report_dir) if report_dir else None,
                                 deviations, config.getoption("conformance_seed"),
-                                config.getoption("example_timeout"))
+                                config.getoption("example_timeout"), shard)
     # Collect the suite: alone when the user named no paths, beside them otherwise.
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         config.args[:] = [str(SUITE_DIR)]
@@ -112,6 +132,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             ids.append("-".join(x for x in (backend.name, dtype, device) if x)
                        if dtype else backend.name)
     metafunc.parametrize("conformance_target", params, ids=ids, indirect=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    state = _state(config)
+    if state is None or state.shard is None:
+        return
+    i, n = state.shard
+    suite = sorted(it.nodeid for it in items if "conformance_target" in
+                   getattr(it, "fixturenames", ()))
+    keep = {nodeid for k, nodeid in enumerate(suite) if k % n == i - 1}
+    deselected = [it for it in items if it.nodeid in set(suite) - keep]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [it for it in items if it.nodeid not in set(suite) - keep]
 
 
 @pytest.fixture
@@ -185,9 +219,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state.report_dir is not None:
         from conformance import report
 
+        shard = None if state.shard is None else f"{state.shard[0]}/{state.shard[1]}"
         report.write_session(state.report_dir, state.backends, records, profile=state.profile,
                              unused_deviations=unused, started=state.started,
-                             interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+                             interrupted=exitstatus == pytest.ExitCode.INTERRUPTED,
+                             shard=shard)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config

@@ -69,7 +69,7 @@ def counts(results: Iterable[dict[str, Any]]) -> dict[str, int]:
 
 def backend_report(spec: str, backend: Any, caps: Any, results: list[dict[str, Any]], *,
                    profile: str, unused_deviations: list[Any], started: float,
-                   interrupted: bool) -> dict[str, Any]:
+                   interrupted: bool, shard: str | None = None) -> dict[str, Any]:
     results = sorted(results, key=_order)
     return {
         "schema": SCHEMA,
@@ -79,6 +79,7 @@ def backend_report(spec: str, backend: Any, caps: Any, results: list[dict[str, A
         "started": datetime.datetime.fromtimestamp(started, datetime.timezone.utc)
         .isoformat(timespec="seconds"),
         "interrupted": interrupted,
+        "shard": shard,
         "environment": environment(),
         "conformance_profile": profile,
         "tolerance_factor_K": K,
@@ -99,14 +100,14 @@ def _order(r: dict[str, Any]) -> tuple:
 
 def write_session(report_dir: Path, backends: list[tuple[str, Any, Any]],
                   records: list[dict[str, Any]], *, profile: str, unused_deviations: list[Any],
-                  started: float, interrupted: bool) -> list[Path]:
+                  started: float, interrupted: bool, shard: str | None = None) -> list[Path]:
     """Write ``<backend>.json`` for each backend of the session, then the summaries."""
     paths = []
     for spec, backend, caps in backends:
         mine = [r for r in records if r["backend"] == backend.name]
         doc = backend_report(spec, backend, caps, mine, profile=profile,
                              unused_deviations=unused_deviations, started=started,
-                             interrupted=interrupted)
+                             interrupted=interrupted, shard=shard)
         path = report_dir / f"{safe_name(backend.name)}.json"
         atomic_write(path, json.dumps(doc, indent=1, default=str) + "\n")
         paths.append(path)

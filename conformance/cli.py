@@ -1,0 +1,310 @@
+"""The ``rmsprop-conformance`` command.
+
+Exit codes: 0 conformant / nothing regressed, 1 nonconformant / regressed / a counterexample
+reproduces, 2 usage error (bad backend, file, profile, directory: a message, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from conformance import compare, deviations, registry
+from conformance.plugin import PROFILES, SUITE_DIR, parse_shard
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad input to the tool itself: reported in one line, exit code 2."""
+
+
+# ---------------------------------------------------------------------------------------------
+# list
+# ---------------------------------------------------------------------------------------------
+def describe_backend(name: str) -> dict[str, Any]:
+    try:
+        backend = registry.load(name)
+        caps = registry.capabilities_of(backend)
+    except registry.BackendLoadError as exc:
+        return {"name": name, "available": False, "reason": str(exc)}
+    except Exception as exc:
+        return {"name": name, "available": False, "reason": f"{type(exc).__name__}: {exc}"}
+    available = bool(caps.devices)
+    reason = "; ".join(f"{d}: {r}" for d, r in caps.unavailable.items()) or None
+    return {"name": name, "available": available, "reason": reason, **caps.to_dict()}
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rows = [describe_backend(n) for n in (args.names or registry.known_names())]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return EXIT_OK
+    for r in rows:
+        status = "available" if r["available"] else "unavailable"
+        print(f"{r['name']}: {status}" + (f" ({r['reason']})" if r.get("reason") else ""))
+        if "profile" in r:
+            conv = ", ".join(f"{k}={v}" for k, v in r["conventions"].items())
+            print(f"  profile: {r['profile']}" + (f" ({conv})" if conv else ""))
+            print(f"  dtypes: {', '.join(r['dtypes'])}")
+            print(f"  devices: {', '.join(r['devices']) or '-'}")
+            print(f"  features: {', '.join(r['features'])}")
+            if r["description"]:
+                print(f"  {r['description']}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+# certify
+# ---------------------------------------------------------------------------------------------
+def _check_writable(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"report directory {str(path)!r} cannot be written: "
+                         f"{exc.strerror or exc}") from None
+
+
+def _jobs(value: str) -> str:
+    if value == "auto" or (value.isdigit() and int(value) >= 1):
+        return value
+    raise argparse.ArgumentTypeError(f"-n {value!r}: expected a positive number or 'auto'")
+
+
+def pytest_command(name: str, args: argparse.Namespace, report_dir: Path) -> list[str]:
+    from conformance.report import safe_name
+
+    cmd = [sys.executable, "-m", "pytest", "-c", str(SUITE_DIR / "pytest.ini"),
+           "--rootdir", str(SUITE_DIR), "-p", "no:cacheprovider", "-q", "-rfE",
+           "--backend", name, "--conformance-profile", args.profile,
+           "--report-dir", str(report_dir), "-n", args.jobs,
+           "--junitxml", str(report_dir / f"junit-{safe_name(name)}.xml")]
+    if args.known_deviations:
+        cmd += ["--known-deviations", str(args.known_deviations)]
+    if args.seed is not None:
+        cmd += ["--conformance-seed", str(args.seed)]
+    if args.example_timeout is not None:
+        cmd += ["--example-timeout", str(args.example_timeout)]
+    if args.shard is not None:
+        cmd += ["--shard", args.shard]
+    return cmd + [str(SUITE_DIR)]
+
+
+def cmd_certify(args: argparse.Namespace) -> int:
+    from conformance import report
+
+    if args.profile not in PROFILES:
+        raise UsageError(f"unknown profile {args.profile!r}; allowed: {', '.join(PROFILES)}")
+    names = args.backends
+    loaded = []
+    for name in names:
+        try:
+            backend = registry.load(name)
+            registry.capabilities_of(backend)
+        except registry.BackendLoadError as exc:
+            raise UsageError(str(exc)) from None
+        loaded.append((name, backend))
+    if args.known_deviations:
+        try:
+            deviations.load(args.known_deviations)
+        except deviations.DeviationsError as exc:
+            raise UsageError(str(exc)) from None
+    if args.shard is not None:
+        try:
+            parse_shard(args.shard)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    baseline = _load(args.baseline) if args.baseline else None
+    report_dir = Path(args.report_dir)
+    _check_writable(report_dir)
+    docs = []
+    for n, (name, backend) in enumerate(loaded, 1):
+        print(f"[{n}/{len(loaded)}] certifying {name} (profile {args.profile})", flush=True)
+        # Each backend runs in its own pytest process (and its examples in xdist workers), so a
+        # backend that crashes or hangs cannot take the others down.
+        proc = subprocess.run(pytest_command(name, args, report_dir), check=False)
+        path = report_dir / f"{report.safe_name(backend.name)}.json"
+        if proc.returncode in (2, 3, 4) or not path.exists():
+            print(f"  {name}: the pytest run ended with code {proc.returncode}", file=sys.stderr)
+            if proc.returncode == 2:  # interrupted: the previous report (if any) stays
+                return EXIT_FAIL
+        if path.exists():
+            docs.append(report.load_report(path))
+    report.write_summaries(report_dir, docs)
+    ok = len(docs) == len(loaded) and all(d["verdict"] == "conformant" for d in docs)
+    for d in docs:
+        print(f"{d['backend']['name']}: {d['verdict']} {d['counts']}")
+    print(f"reports: {report_dir}/ (summary.md, index.html, one JSON per backend)")
+    if baseline is not None:
+        diff = compare.compare(baseline, {d["backend"]["name"]: d for d in docs})
+        text = diff.markdown()
+        report.atomic_write(report_dir / "comparison.md", text)
+        print(text)
+        return EXIT_FAIL if diff.regressions else EXIT_OK
+    return EXIT_OK if ok else EXIT_FAIL
+
+
+def _load(path: str) -> dict[str, dict[str, Any]]:
+    try:
+        return compare.load_reports(path)
+    except compare.ReportError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    diff = compare.compare(_load(args.baseline), _load(args.current),
+                           ratio_factor=args.ratio_factor, ratio_floor=args.ratio_floor)
+    print(diff.markdown(), end="")
+    return EXIT_FAIL if diff.regressions else EXIT_OK
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from conformance import report
+
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for d in args.dirs:
+        for name, doc in _load(d).items():
+            groups.setdefault(name, []).append(doc)
+    out = Path(args.output)
+    _check_writable(out)
+    docs = []
+    for name, shard_docs in sorted(groups.items()):
+        try:
+            doc = compare.merge(shard_docs)
+        except compare.ReportError as exc:
+            raise UsageError(str(exc)) from None
+        report.atomic_write(out / f"{report.safe_name(name)}.json",
+                            json.dumps(doc, indent=1, default=str) + "\n")
+        docs.append(doc)
+        print(f"{name}: {doc['verdict']} {doc['counts']} (from {len(shard_docs)} report(s))")
+    report.write_summaries(out, docs)
+    return EXIT_OK if all(d["verdict"] == "conformant" for d in docs) else EXIT_FAIL
+
+
+# ---------------------------------------------------------------------------------------------
+# repro
+# ---------------------------------------------------------------------------------------------
+def _summarise_case(case: Any) -> str:
+    hp = case.hp
+    flags = [f for f in ("centered", "maximize", "nesterov", "bias_correction") if getattr(hp, f)]
+    lines = [f"profile {hp.profile}: lr={hp.lr!r} alpha={hp.alpha!r} eps={hp.eps!r} "
+             f"weight_decay={hp.weight_decay!r} momentum={hp.momentum!r} "
+             f"{' '.join(flags)}".rstrip(),
+             f"{len(case.params)} parameter(s): "
+             + ", ".join(f"{p.dtype}{list(p.shape)}" for p in case.params)
+             + f"; {case.n_steps} step(s); device {case.device}"]
+    if case.lrs is not None:
+        lines.append(f"learning rates per step: {list(case.lrs)}")
+    if case.layouts is not None:
+        lines.append(f"layouts: {list(case.layouts)}")
+    if case.initial_state is not None:
+        lines.append("starting from a given state (steps "
+                     + ", ".join(str(s.step) for s in case.initial_state) + ")")
+    return "\n".join(lines)
+
+
+def cmd_repro(args: argparse.Namespace) -> int:
+    from conformance import serialize
+    from conformance.properties import BY_ID, BackendError, PropertyFailure
+
+    try:
+        doc = json.loads(Path(args.counterexample).read_text(encoding="utf-8"))
+        prop = BY_ID[doc["property"]]
+        case = None if doc["case"] is None else serialize.case_from_json(doc["case"])
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.counterexample!r}: {exc.strerror or exc}") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{args.counterexample!r} is not a counterexample file: "
+                         f"{type(exc).__name__}: {exc}") from None
+    try:
+        backend = registry.load(args.backend or doc["backend"])
+        caps = registry.capabilities_of(backend)
+    except registry.BackendLoadError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"{prop.id} {prop.name} ({prop.title}) on {backend.name}")
+    if case is not None:
+        print(_summarise_case(case))
+    try:
+        prop.check(backend, caps, case)
+    except PropertyFailure as failure:
+        print(f"REPRODUCED: {failure.violation.describe()}")
+        return EXIT_FAIL
+    except BackendError as exc:
+        print(f"REPRODUCED (backend error): {exc}")
+        return EXIT_FAIL
+    print("does not reproduce: the property holds for this case now")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rmsprop-conformance", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="backends found, their capabilities, availability here")
+    p.add_argument("names", nargs="*", help="only these backends")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("certify", help="certify backends; exit 0 when conformant")
+    p.add_argument("backends", nargs="+", metavar="NAME",
+                   help="short name, entry-point name or module:attr")
+    p.add_argument("--profile", default="ci", help=f"one of {', '.join(PROFILES)} (default ci)")
+    p.add_argument("--report-dir", default="reports", help="where reports go (default reports)")
+    p.add_argument("-n", "--jobs", default="1", type=_jobs,
+                   help="pytest-xdist workers per backend: a number or 'auto' (default 1)")
+    p.add_argument("--known-deviations", default=None, metavar="FILE",
+                   help="TOML list of accepted deviations")
+    p.add_argument("--seed", default=None, type=int, help="Hypothesis seed")
+    p.add_argument("--example-timeout", default=None, type=float, metavar="SECONDS",
+                   help="fail an example whose backend call takes longer")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="run only the I-th of N deterministic shares (merge them with 'merge')")
+    p.add_argument("--baseline", default=None, metavar="FILE_OR_DIR",
+                   help="compare with a baseline report; exit 1 on any regression")
+    p.set_defaults(func=cmd_certify)
+
+    p = sub.add_parser("compare", help="what regressed/improved between two reports")
+    p.add_argument("baseline", help="baseline report JSON (or a report directory)")
+    p.add_argument("current", help="current report JSON (or a report directory)")
+    p.add_argument("--ratio-factor", type=float, default=2.0,
+                   help="a largest error/bound ratio that grew more than this is a regression")
+    p.add_argument("--ratio-floor", type=float, default=0.1,
+                   help="ignore ratio growth that stays below this")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("merge", help="merge shard report directories into one report")
+    p.add_argument("dirs", nargs="+", metavar="DIR")
+    p.add_argument("--output", "-o", default="reports", help="where the merged report goes")
+    p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("repro", help="replay a counterexample from a report")
+    p.add_argument("counterexample", help="a counterexample JSON file (see the report)")
+    p.add_argument("--backend", default=None, help="replay on this backend instead")
+    p.set_defaults(func=cmd_repro)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"rmsprop-conformance: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("rmsprop-conformance: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""Baselines and shards: what changed between two reports, and merging shard reports.
+
+A *target* is one (property, dtype, device) of one backend. Against a baseline, a regression is:
+a target that passed (or was a known deviation) and now fails or errors; a target whose largest
+error/bound ratio grew by more than ``ratio_factor`` (and reached ``ratio_floor``); a target
+that was tested and is now unsupported or missing. The reverse changes are improvements.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from conformance import report
+
+_GOOD = ("pass", "known")
+_BAD = ("fail", "error")
+_RANK = {"error": 0, "fail": 1, "known": 2, "pass": 3, "unsupported": 4}
+
+
+class ReportError(ValueError):
+    """A report file or directory that cannot be read (a usage error)."""
+
+
+def load_reports(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Backend name → report, from one report JSON or a directory of them."""
+    path = Path(path)
+    files = sorted(p for p in path.glob("*.json")) if path.is_dir() else [path]
+    if path.is_dir() and not files:
+        raise ReportError(f"{str(path)!r} has no report JSON files")
+    out = {}
+    for f in files:
+        try:
+            doc = report.load_report(f)
+        except OSError as exc:
+            raise ReportError(f"cannot read report {str(f)!r}: {exc.strerror or exc}") from None
+        except (ValueError, json.JSONDecodeError) as exc:
+            if path.is_dir() and "schema" in str(exc):
+                continue  # other JSON files in a report directory
+            raise ReportError(f"{str(f)!r} is not a conformance report: {exc}") from None
+        out[doc["backend"]["name"]] = doc
+    if not out:
+        raise ReportError(f"no conformance report found in {str(path)!r}")
+    return out
+
+
+def _key(r: dict[str, Any]) -> tuple[str, str, str]:
+    return (r["property"], r.get("dtype") or "-", r.get("device") or "-")
+
+
+def _name(backend: str, key: tuple[str, str, str]) -> str:
+    return f"`{backend}` {key[0]} [{key[1]}, {key[2]}]"
+
+
+@dataclasses.dataclass
+class Diff:
+    regressions: list[str] = dataclasses.field(default_factory=list)
+    improvements: list[str] = dataclasses.field(default_factory=list)
+    compared: int = 0
+
+    def markdown(self, title: str = "Conformance against the baseline") -> str:
+        lines = [f"## {title}", ""]
+        verdict = (f"❌ {len(self.regressions)} regression(s)" if self.regressions
+                   else "✅ no regressions")
+        lines += [f"{verdict}, {len(self.improvements)} improvement(s), {self.compared} targets "
+                  "compared.", ""]
+        if self.regressions:
+            lines += ["### Regressions", ""] + [f"- {x}" for x in self.regressions] + [""]
+        if self.improvements:
+            lines += ["### Improvements", ""] + [f"- {x}" for x in self.improvements] + [""]
+        return "\n".join(lines) + "\n"
+
+
+def compare(baseline: dict[str, dict[str, Any]], current: dict[str, dict[str, Any]], *,
+            ratio_factor: float = 2.0, ratio_floor: float = 0.1) -> Diff:
+    diff = Diff()
+    for backend, base_doc in sorted(baseline.items()):
+        cur_doc = current.get(backend)
+        if cur_doc is None:
+            diff.regressions.append(f"`{backend}`: no current report (was "
+                                    f"{base_doc['verdict']})")
+            continue
+        base = {_key(r): r for r in base_doc["results"]}
+        cur = {_key(r): r for r in cur_doc["results"]}
+        for key, b in sorted(base.items()):
+            c = cur.get(key)
+            name = _name(backend, key)
+            if c is None:
+                if b["status"] != "unsupported":
+                    diff.regressions.append(f"{name}: no longer tested (was {b['status']})")
+                continue
+            diff.compared += 1
+            bs, cs = b["status"], c["status"]
+            if bs in _GOOD and cs in _BAD:
+                msg = (c.get("message") or "").splitlines()
+                replay = f" — replay: `{c['replay']}`" if c.get("replay") else ""
+                diff.regressions.append(f"{name}: {bs} → **{cs}**"
+                                        + (f": {msg[0]}" if msg else "") + replay)
+            elif bs in _BAD and cs in _GOOD:
+                diff.improvements.append(f"{name}: {bs} → {cs}")
+            elif bs != "unsupported" and cs == "unsupported":
+                diff.regressions.append(f"{name}: {bs} → **unsupported** "
+                                        f"({c.get('reason', '')})")
+            elif bs == "unsupported" and cs != "unsupported":
+                (diff.improvements if cs in _GOOD else diff.regressions).append(
+                    f"{name}: unsupported → {cs}")
+            elif bs == cs == "pass":
+                br, cr = b["max_ratio"], c["max_ratio"]
+                if cr >= ratio_floor and cr > ratio_factor * br:
+                    diff.regressions.append(f"{name}: largest error/bound grew {br:.3g} → "
+                                            f"**{cr:.3g}** (more than ×{ratio_factor:g})")
+                elif br >= ratio_floor and br > ratio_factor * cr:
+                    diff.improvements.append(f"{name}: largest error/bound fell {br:.3g} → "
+                                             f"{cr:.3g}")
+        for key in sorted(set(cur) - set(base)):
+            if cur[key]["status"] in _BAD:
+                diff.regressions.append(f"{_name(backend, key)}: new target, "
+                                        f"**{cur[key]['status']}**")
+    return diff
+
+
+def merge(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report from shard reports of the same backend: the union of their results (the
+    worse status where a target appears twice), counts and verdict recomputed."""
+    if not docs:
+        raise ReportError("nothing to merge")
+    names = {d["backend"]["name"] for d in docs}
+    if len(names) != 1:
+        raise ReportError(f"cannot merge reports of different backends: {', '.join(sorted(names))}")
+    results: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for d in docs:
+        for r in d["results"]:
+            old = results.get(_key(r))
+            if old is None or _RANK[r["status"]] < _RANK[old["status"]]:
+                results[_key(r)] = r
+    merged = dict(docs[0])
+    merged["results"] = sorted(results.values(), key=report._order)
+    merged["interrupted"] = any(d.get("interrupted") for d in docs)
+    merged["counts"] = report.counts(merged["results"])
+    merged["verdict"] = report.verdict(merged["results"], merged["interrupted"])
+    merged["shard"] = None
+    merged["merged_from"] = [d.get("shard") or "all" for d in docs]
+    return merged
