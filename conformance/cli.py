@@ -103,7 +103,11 @@ def cmd_certify(args: argparse.Namespace) -> int:
 
     if args.profile not in PROFILES:
         raise UsageError(f"unknown profile {args.profile!r}; allowed: {', '.join(PROFILES)}")
-    names = args.backends
+    names = list(args.backends)
+    if args.bundled:
+        names += [n for n in registry.BUILTINS if n not in names]
+    if not names:
+        raise UsageError("name at least one backend, or give --bundled")
     loaded = []
     for name in names:
         try:
@@ -255,8 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("certify", help="certify backends; exit 0 when conformant")
-    p.add_argument("backends", nargs="+", metavar="NAME",
+    p.add_argument("backends", nargs="*", metavar="NAME",
                    help="short name, entry-point name or module:attr")
+    p.add_argument("--bundled", action="store_true",
+                   help="certify every bundled backend (see 'list')")
     p.add_argument("--profile", default="ci", help=f"one of {', '.join(PROFILES)} (default ci)")
     p.add_argument("--report-dir", default="reports", help="where reports go (default reports)")
     p.add_argument("-n", "--jobs", default="1", type=_jobs,

@@ -39,8 +39,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="TOML file of accepted deviations: matching failures become xfail")
     group.addoption("--conformance-seed", default=None, type=int, metavar="N",
                     help="Hypothesis seed (overrides the profile's derandomisation)")
-    group.addoption("--example-timeout", default=None, type=float, metavar="SECONDS",
-                    help="fail an example whose backend call takes longer than this")
+    group.addoption("--example-timeout", default=300.0, type=float, metavar="SECONDS",
+                    help="error when one backend call takes longer than this (default 300)")
+    group.addoption("--memory-limit", default=4096, type=int, metavar="MIB",
+                    help="error when resident memory grows by more than this during one test "
+                         "(default 4096)")
     group.addoption("--shard", default=None, metavar="I/N",
                     help="run only the I-th of N deterministic shares of the suite (1-based)")
 
@@ -66,6 +69,7 @@ class _State:
     deviations: list[dev.Deviation]
     seed: int | None
     example_timeout: float | None
+    memory_limit: int | None
     shard: tuple[int, int] | None
     started: float = dataclasses.field(default_factory=time.time)
 
@@ -74,6 +78,7 @@ _KEY = pytest.StashKey[_State]()
 # Records reach this process (the controller under xdist) through pytest_runtest_logreport,
 # which has no access to the config.
 _pending: list[dict[str, Any]] = []
+_live: list[_State] = []  # this process's state, for hooks that get no config
 
 
 def _state(config: pytest.Config) -> _State | None:
@@ -110,14 +115,39 @@ def pytest_configure(config: pytest.Config) -> None:
         shard = parse_shard(config.getoption("shard"))
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
-    config.stash[_KEY] = _State(loaded, profile, Path(report_dir) if report_dir else None,
-                                deviations, config.getoption("conformance_seed"),
-                                config.getoption("example_timeout"), shard)
+    state = _State(loaded, profile, Path(report_dir) if report_dir else None, deviations,
+                   config.getoption("conformance_seed"), config.getoption("example_timeout"),
+                   config.getoption("memory_limit") << 20, shard)
+    config.stash[_KEY] = state
+    _live[:] = [state]
     # Collect the suite: alone when the user named no paths, beside them otherwise.
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         config.args[:] = [str(SUITE_DIR)]
     elif str(SUITE_DIR) not in config.args:
         config.args.append(str(SUITE_DIR))
+
+
+def _param_id(backend: str, dtype: str | None, device: str) -> str:
+    return f"{backend}-{dtype}-{device}" if dtype else backend
+
+
+def _crash_record(state: _State, report: pytest.TestReport) -> dict[str, Any] | None:
+    """The record of a suite test whose process died (xdist reports it without ours)."""
+    from conformance.runner import new_record
+
+    name, _, param = report.nodeid.rpartition("::")[2].partition("[")
+    prop = BY_NAME.get(name.removeprefix("test_"))
+    if prop is None:
+        return None
+    for _spec, backend, caps in state.backends:
+        for dtype, device in targets(prop, caps):
+            if param.rstrip("]") == _param_id(backend.name, dtype, device):
+                record = new_record(prop, backend, dtype, device)
+                tail = str(report.longrepr).strip().splitlines()[-3:]
+                record.update(status="error", message="the test process died while testing: "
+                              + " / ".join(tail))
+                return record
+    return None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -129,8 +159,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     for spec, backend, caps in state.backends if state else []:
         for dtype, device in targets(prop, caps):
             params.append((spec, backend, caps, dtype, device))
-            ids.append("-".join(x for x in (backend.name, dtype, device) if x)
-                       if dtype else backend.name)
+            ids.append(_param_id(backend.name, dtype, device))
     metafunc.parametrize("conformance_target", params, ids=ids, indirect=True)
 
 
@@ -160,7 +189,7 @@ def conformance_target(request: pytest.FixtureRequest):
     out = state.report_dir if state.report_dir else Path(".rmsprop-conformance")
     return Target(spec, backend, caps, dtype, device, state.profile,
                   out / "counterexamples", record, request.node.nodeid, state.seed,
-                  state.example_timeout)
+                  state.example_timeout, state.memory_limit)
 
 
 def _record_of(report: pytest.TestReport) -> dict[str, Any] | None:
@@ -197,6 +226,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     record = _record_of(report)
+    if record is None and report.failed and _live:
+        record = _crash_record(_live[0], report)
     if record is None:
         return
     if report.when == "call" or (report.when == "setup" and not report.passed):

@@ -7,9 +7,14 @@ raises ``PropertyFailure`` naming the rule broken. Checks are deterministic func
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-from collections.abc import Callable
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -58,11 +63,80 @@ class BackendError(Exception):
     """The backend raised or returned something that is not a trajectory."""
 
 
+class BackendTimeout(BackendError):
+    """The backend exceeded a resource limit (time per example, memory growth per test); the
+    search stops at once instead of shrinking (each further example would pay the limit again)."""
+
+
+# Per-example time limit in seconds (None: none), set by the runner from --example-timeout.
+time_limit: float | None = None
+# Largest growth of this process's resident memory (bytes) over one test before a backend is
+# judged to leak; set by the runner, measured from ``memory_baseline``.
+memory_growth_limit: int | None = None
+memory_baseline: int = 0
+
+
+def resident_bytes() -> int:
+    """This process's resident set size (Linux /proc; 0 where unavailable)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+@contextlib.contextmanager
+def _deadline(name: str) -> Iterator[None]:
+    """Interrupt a run() that outlives ``time_limit``.
+
+    SIGALRM interrupts Python code; a run stuck in native code never returns to the interpreter,
+    so a watchdog thread ends the whole process a little later (under pytest-xdist the worker
+    is replaced and the test reported as crashed).
+    """
+    limit = time_limit
+    if not limit or threading.current_thread() is not threading.main_thread() \
+            or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise BackendTimeout(f"{name}.run did not finish within {limit:g} s "
+                             "(--example-timeout)")
+
+    done = threading.Event()
+
+    def watchdog() -> None:
+        if not done.wait(2 * limit + 10):
+            sys.stderr.write(f"rmsprop-conformance: {name}.run is stuck in native code after "
+                             f"{2 * limit + 10:g} s; ending this process\n")
+            sys.stderr.flush()
+            os._exit(70)
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, limit)
+    threading.Thread(target=watchdog, daemon=True).start()
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        done.set()
+
+
 def call_backend(backend: Backend, caps: Capabilities, case: Case) -> Trajectory:
     try:
-        traj = backend.run(case)
+        with _deadline(backend.name):
+            traj = backend.run(case)
+    except BackendTimeout:
+        raise
     except Exception as exc:
         raise BackendError(f"{backend.name}.run raised {type(exc).__name__}: {exc}") from exc
+    if memory_growth_limit is not None and memory_baseline:
+        grown = resident_bytes() - memory_baseline
+        if grown > memory_growth_limit:
+            raise BackendTimeout(f"{backend.name}: resident memory grew by {grown >> 20} MiB "
+                                 f"during this test (limit {memory_growth_limit >> 20} MiB): "
+                                 "a leak?")
     if not isinstance(traj, Trajectory):
         raise BackendError(f"{backend.name}.run returned {type(traj).__name__}, not Trajectory")
     if caps.supports("state_readout") and traj.states is None:

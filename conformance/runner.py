@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 from hypothesis import given, seed, settings
 
-from conformance import serialize
+from conformance import properties, serialize
 from conformance.backend import Backend, Capabilities
 from conformance.case import Case
 from conformance.properties import (
     BY_ID,
     BackendError,
+    BackendTimeout,
     Outcome,
     Property,
     PropertyFailure,
@@ -48,6 +49,8 @@ class Target:
     nodeid: str = ""
     seed: int | None = None
     example_timeout: float | None = None
+    memory_limit: int | None = None
+    aborted: BackendTimeout | None = None
 
 
 def new_record(prop: Property, backend: Backend, dtype: str | None, device: str) -> dict:
@@ -108,11 +111,19 @@ def run_property(prop_id: str, target: Target) -> None:
         record["status"] = "unsupported"
         record["reason"] = reason
         pytest.skip(f"unsupported: {reason}")
+    properties.time_limit = target.example_timeout
+    properties.memory_growth_limit = target.memory_limit
+    properties.memory_baseline = properties.resident_bytes()
     try:
         if prop.strategy is None:
             _absorb(record, prop.check(target.backend, target.caps, None))
         else:
             _search(prop, target)
+        if target.aborted is not None:
+            raise target.aborted
+    except BackendTimeout as exc:
+        record.update(status="error", message=str(exc))
+        raise BackendTimeout(str(exc)) from None
     except PropertyFailure as failure:
         failure.prop = prop.id
         if failure.case is not None:
@@ -126,6 +137,11 @@ def run_property(prop_id: str, target: Target) -> None:
     except BackendError as exc:
         record.update(status="error", message=str(exc))
         raise
+    except Exception:
+        if target.aborted is not None:  # Hypothesis complains that the failure went away
+            record.update(status="error", message=str(target.aborted))
+            raise target.aborted from None
+        raise
     finally:
         record["seconds"] = round(time.perf_counter() - start, 3)
     record["status"] = "pass"
@@ -135,8 +151,13 @@ def _search(prop: Property, target: Target) -> None:
     strategy = prop.strategy(target.caps, target.dtype, target.device)
 
     def example(case: Case) -> None:
+        if target.aborted is not None:
+            return
         case = _case_for_target(case, target)
-        _absorb(target.record, prop.check(target.backend, target.caps, case))
+        try:
+            _absorb(target.record, prop.check(target.backend, target.caps, case))
+        except BackendTimeout as exc:
+            target.aborted = exc
 
     # One database key per target, so a stored counterexample replays for the right one.
     example._hypothesis_internal_add_digest = target.nodeid.encode()  # type: ignore[attr-defined]
