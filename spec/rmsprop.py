@@ -12,7 +12,7 @@ One step, in exact arithmetic, for one parameter θ with gradient g and learning
     v  = α·v + (1-α)·sq(g)       sq(g) = g² per real component ("real_pairs") or |g|² ("modulus")
     ḡ  = α·ḡ + (1-α)·g           if centered
     v̂, ḡ̂ = v/(1-α^t), ḡ/(1-α^t)  if bias_correction, else v, ḡ
-    w  = v̂ - |ḡ̂|²                if centered, else v̂
+    w  = max(v̂ - |ḡ̂|², 0)        if centered, else v̂   (the max is a no-op on valid states, R30)
     d  = sqrt(w + ε)             if eps_in_sqrt, else sqrt(w) + ε
     s  = g / d
     θ  = θ - ηλθ                 if weight_decay_mode == "decoupled"
@@ -420,6 +420,11 @@ def _step_one(theta: np.ndarray, grad: np.ndarray, st: ParamState, hp: HParams, 
         if cplx and hp.complex_mode == "modulus":
             gsq = _component_sum(A, gsq)
         w = A.sub(v_hat, gsq)
+        # Exact math on a valid state has |ḡ|² <= v (R30), so this clamp changes nothing there.
+        # It keeps the reference finite when the inputs are an implementation's re-aligned state,
+        # whose rounding may break the invariant by a few ulps: the true trajectory is finite,
+        # so a NaN from sqrt of a negative variance stays a defect (R27), not allowed behaviour.
+        w = _R(np.maximum(w.v, 0.0), w.e, w.o)
     eps = A.const(hp.eps)
     d = A.sqrt(A.add(w, eps)) if hp.eps_in_sqrt else A.add(A.sqrt(w), eps)
     s = A.div(g, d)
