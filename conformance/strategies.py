@@ -9,10 +9,11 @@ Small composable pieces with validated arguments, in the manner of ``hypothesis.
 - :func:`cases`: a whole :class:`~conformance.case.Case` for a backend's capabilities;
 - :data:`SETTINGS_PROFILES`, :func:`settings_for`: how hard to search.
 
-Magnitudes are bounded per dtype: every generated gradient, parameter and state value satisfies
-``|x| ≤ gradient_bound(dtype) < sqrt(max)/8`` per real component, so ``g²``, ``|g|²`` and the
-square average stay at most ``max/32`` and cannot overflow, even after coupled weight decay
-(λ ≤ 1) doubles a gradient.
+Magnitudes are bounded per dtype: every generated gradient, parameter, grad_avg and momentum
+buffer satisfies ``|x| ≤ gradient_bound(dtype) < sqrt(max)/8`` per real component, and every
+square_avg ``0 ≤ v ≤ gradient_bound(dtype)²``; so ``g²``, ``|g|²`` and the square average stay
+below ``max/16`` and cannot overflow, even after coupled weight decay (λ ≤ 1) adds a parameter
+to a gradient.
 
 Values are computed in float64 and rounded into the case dtype at the end: the arrays hold exactly
 what the implementation sees. Small arrays take their values from Hypothesis bytes (one draw per
@@ -250,6 +251,11 @@ class _Units:
             return b.reshape(shape) * _UNIT_BYTES
         return np.clip(self.rng.standard_normal(shape), -4.0, 4.0)
 
+    def nonzero(self, shape: tuple[int, ...]) -> np.ndarray:
+        """Magnitudes in [1, 5], random signs: a normal value moved away from 0 (shrinks to 1)."""
+        z = self.normal(shape)
+        return np.where(z < 0, -1.0, 1.0) * (1.0 + np.abs(z))
+
     def uniform(self, shape: tuple[int, ...]) -> np.ndarray:
         """Uniform in [-1, 1)."""
         b = self._bytes(math.prod(shape))
@@ -268,17 +274,19 @@ class _Units:
         return self.rng.standard_t(df, shape)
 
     def sparse_mask(self, shape: tuple[int, ...]) -> np.ndarray:
-        """A boolean mask (True = keep) with at most half of the entries True."""
+        """A boolean mask (True = keep): at most half of the entries True, and at least one when
+        there are two entries or more."""
         n = math.prod(shape)
         b = self._bytes(n)
         if b is not None:
-            keep = b.view(np.uint8) >= 192  # about 1 in 4; shrinks towards all zeros
+            keep = b.view(np.uint8) >= 192  # about 1 in 4
             kept = np.flatnonzero(keep)
             keep[kept[n // 2:]] = False
-            return keep.reshape(shape)
-        keep = np.zeros(n, dtype=bool)
-        n_keep = int(n * self.rng.uniform(0.0, 0.5))
-        keep[self.rng.permutation(n)[:n_keep]] = True
+        else:
+            keep = np.zeros(n, dtype=bool)
+            keep[self.rng.permutation(n)[:int(n * self.rng.uniform(0.0, 0.5))]] = True
+        if n >= 2 and not keep.any():
+            keep[-1] = True
         return keep.reshape(shape)
 
 
@@ -290,7 +298,7 @@ def _into_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if dtype.kind == "c":
         pairs = np.ascontiguousarray(values, dtype=np.float64)
         return pairs.view(np.complex128)[..., 0].astype(dtype)
-    return values.astype(dtype)
+    return np.asarray(values, dtype=np.float64).astype(dtype)  # 0-d stays an array
 
 
 def _full_shape(shape: tuple[int, ...], dtype: np.dtype) -> tuple[int, ...]:
@@ -317,7 +325,8 @@ def shapes(*, min_dims: int = 0, max_dims: int = 4, max_side: int = 6, max_size:
 
 def _draw_shape(draw: st.DrawFn, min_dims: int, max_dims: int, max_side: int, max_size: int,
                 allow_zero_size: bool) -> tuple[int, ...]:
-    ndim = draw(_integers(min_dims, max_dims))
+    # min_dims (often 0-d, a weak test for most properties) half as likely as each other count
+    ndim = min_dims + (draw(_integers(0, 2 * (max_dims - min_dims))) + 1) // 2
     sides = [draw(_integers(1, max_side)) for _ in range(ndim)]
     while math.prod(sides) > max_size:  # halve the longest side until within budget
         i = sides.index(max(sides))
@@ -358,14 +367,16 @@ def gradient_sequence(shape: Sequence[int], dtype: str, n_steps: int, *,
     """``n_steps`` gradients of one parameter, NumPy arrays in ``np_dtype(dtype)``.
 
     Families (each value then clipped to ±``gradient_bound(dtype)``), with s = ``scale`` (default:
-    log-uniform over 1e-3 … 1e3, capped so that 4·s fits the bound) and z ≈ N(0, 1) in [-4, 4]:
+    log-uniform over 1e-3 … 1e3, capped so that 5·s fits the bound), z ≈ N(0, 1) in [-4, 4] and
+    y = sign(z)·(1 + |z|) (never 0):
 
     - "normal": g_k = s·z_k;
     - "heavy_tailed": g_k = s·t_k, t Student-t (1–3 degrees of freedom);
-    - "nearly_constant": g_k = c·(1 + r·z_k), c = s·z fixed per element, r log-uniform in
+    - "nearly_constant": g_k = c·(1 + r·z_k), c = s·y fixed per element, r log-uniform in
       1e-7 … 1e-3 (makes the centered variance v − ḡ² cancel);
-    - "sign_flipping": g_k = (-1)^k·c, c = s·z fixed per element;
-    - "sparse": g_k = s·z_k with at least half of all values exactly 0;
+    - "sign_flipping": g_k = (-1)^k·c, c = s·y fixed per element;
+    - "sparse": g_k = s·y_k or exactly 0: at least half of all values are 0, and at least one is
+      not (given two values or more);
     - "tiny": |g| log-uniform in a tiny range (float16/bfloat16: 1e-6 … 1e-4; float32: 1e-20 …
       1e-4, normal numbers; float64: 1e-150 … 1e-4), random signs; ``scale`` not allowed;
     - "huge": |g| log-uniform in [bound/8, bound], random signs; ``scale`` not allowed.
@@ -424,7 +435,7 @@ def _family_values(draw: st.DrawFn, family: str, dtype: str, n_steps: int,
         bound = gradient_bound(dtype)
         return _log_magnitudes(units.uniform(seq), bound / 8, bound)
     if scale is None:
-        scale = _log_uniform(draw, *_exponent_range(-3.0, min(1e3, gradient_bound(dtype) / 4)))
+        scale = _log_uniform(draw, *_exponent_range(-3.0, min(1e3, gradient_bound(dtype) / 5)))
         _label("gradient scale", f"{scale:.3g}")
     if family == "normal":
         return scale * units.normal(seq)
@@ -433,14 +444,14 @@ def _family_values(draw: st.DrawFn, family: str, dtype: str, n_steps: int,
     if family == "nearly_constant":
         rel = _log_uniform(draw, -7.0, -3.0)
         _label("relative noise", f"{rel:.3g}")
-        return scale * units.normal(full) * (1.0 + rel * units.normal(seq))
+        return scale * units.nonzero(full) * (1.0 + rel * units.normal(seq))
     if family == "sign_flipping":
         signs = (-1.0) ** np.arange(n_steps)
-        return signs.reshape((n_steps,) + (1,) * len(full)) * (scale * units.normal(full))
+        return signs.reshape((n_steps,) + (1,) * len(full)) * (scale * units.nonzero(full))
     if family == "sparse":
         # One mask per element (not per component): a complex zero is zero in both parts.
         mask = units.sparse_mask((n_steps, *shape))
-        values = scale * units.normal(seq)
+        values = scale * units.nonzero(seq)
         return np.where(mask[..., None] if len(full) > len(shape) else mask, values, 0.0)
     raise AssertionError(family)
 
@@ -509,7 +520,7 @@ def _draw_hparams(draw: st.DrawFn, caps: Capabilities, features: frozenset[str],
     alpha_specials = (0.5, 0.9, 0.99, 0.999) + ((0.0,) + ((1.0,) if not bias_correction else ())
                                                  if edge else ())
     alpha = _with_specials(draw, lambda: draw(_floats(0.0, 1.0, True)), alpha_specials,
-                           weight=4)
+                           weight=6)
     v_positive = positive_start and alpha > 0
     eps = _with_specials(draw, lambda: _log_uniform(draw, -12.0, 0.0),
                          (0.0,) if edge and v_positive else (), weight=9)
@@ -619,7 +630,7 @@ def _param_state(draw: st.DrawFn, shape: tuple[int, ...], dt: np.dtype, hp: HPar
     modulus = dt.kind == "c" and hp.complex_mode == "modulus"
     units = _Units(draw)
     bound = gradient_bound(dt.name)
-    # |grad_avg| ≤ 4σ ≤ bound/2 and square_avg ≤ (bound/2)² + 10σ²: far from overflow.
+    # |grad_avg| ≤ 4σ ≤ bound/2 and square_avg ≤ 2·(4σ)² + 10σ² ≤ bound²·42/64 (+ initial v).
     sigma = _log_uniform(draw, *_exponent_range(-3.0, min(100.0, bound / 8)))
     grad_avg = (weight * sigma * units.normal(full)).astype(comp).astype(np.float64)
     sq = grad_avg**2
