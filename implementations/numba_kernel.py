@@ -7,12 +7,14 @@ element, with constants rounded into the compute dtype (spec.rmsprop, torch prof
     g = -g                       if maximize
     g = g + λ·θ                  if weight_decay
     v = α·v + (1-α)·g²
-    ḡ = α·ḡ + (1-α)·g            if centered;   d = sqrt(v - ḡ²) + ε,  else d = sqrt(v) + ε
+    ḡ = α·ḡ + (1-α)·g            if centered;   d = sqrt(max(v - ḡ², 0)) + ε,  else sqrt(v) + ε
     b = μ·b + g/d;  θ = θ - η·b  if momentum,   else θ = θ - η·(g/d)
 
 float32 and float64 compute in their own dtype. float16 and bfloat16 are loaded into float32,
 computed in float32 and rounded once when stored (parameter and state stay in the parameter's
-dtype): in float32, ε = 1e-8 does not underflow as it does in float16.
+dtype): in float32, ε = 1e-8 does not underflow as it does in float16. The centered variance is
+clamped at 0 as the oracle does: exact math never makes it negative (R30), so only rounding could,
+and turning that rounding into a NaN would break R27 (PyTorch's centered-NaN defect).
 
 Every flag combination is its own compiled kernel (the flags are compile-time constants), so the
 plain update carries no centered or momentum code. Kernels are 1-D: each parameter is viewed as a
@@ -112,6 +114,7 @@ def _kernel(fmt: int, weight_decay: bool, maximize: bool, centered: bool, moment
     @njit(parallel=True, fastmath=False, cache=True, error_model="numpy")
     def kernel(param, grad, square_avg, grad_avg, momentum_buffer,
                lr, alpha, one_minus_alpha, eps, wd, mu):
+        zero = alpha - alpha  # 0 in the compute dtype (alpha is finite; a literal is float64)
         for i in prange(param.shape[0]):
             theta = _load(param, i, fmt)
             g = _load(grad, i, fmt)
@@ -124,7 +127,12 @@ def _kernel(fmt: int, weight_decay: bool, maximize: bool, centered: bool, moment
             if centered:
                 ga = alpha * _load(grad_avg, i, fmt) + one_minus_alpha * g
                 _store(grad_avg, i, ga, fmt)
-                d = math.sqrt(v - ga * ga) + eps
+                w = v - ga * ga
+                # Only rounding makes w negative: exact math has ga² <= v (R30). A comparison
+                # keeps a NaN a NaN, which max() need not do.
+                if w < zero:  # noqa: PLR1730
+                    w = zero
+                d = math.sqrt(w) + eps
             else:
                 d = math.sqrt(v) + eps
             if momentum:
@@ -174,6 +182,7 @@ def rmsprop_update(param: np.ndarray, grad: np.ndarray, state: ParamState, hp: H
     (``np.empty_like(param)`` is). ``grad`` is only read; if it is laid out differently it is
     first copied into ``param``'s layout.
     """
+    grad = np.asarray(grad)
     fmt, compute = _FORMATS[param.dtype.name]
     order = _memory_order(param)
     flat_param = _flat(param, order)
@@ -222,6 +231,19 @@ def _initial_state(param: np.ndarray, hp: HParams, loaded: ParamState | None) ->
                       None if loaded.momentum_buffer is None else like(loaded.momentum_buffer))
 
 
+def _own_params(case: Case) -> list[np.ndarray]:
+    """The initial parameters in their layouts, in memory of our own (updated in place).
+
+    ``materialize`` may hand back the case's own array (a contiguous one) and turns 0-d arrays
+    into shape (1,): neither may leak into the update (R24, R29).
+    """
+    out = []
+    for held, given in zip(case.materialized_params(), case.params):
+        own = held.copy(order="K") if np.may_share_memory(held, given) else held
+        out.append(own.reshape(given.shape))
+    return out
+
+
 def _copy(state: ParamState) -> ParamState:
     return ParamState(state.step, *(None if x is None else x.copy() for x in state[1:]))
 
@@ -246,7 +268,7 @@ class NumbaBackend:
     def run(self, case: Case) -> Trajectory:
         hp = case.hp
         _check_hparams(hp)
-        params = case.materialized_params()
+        params = _own_params(case)
         loaded = case.initial_state or (None,) * len(params)
         states = [_initial_state(p, hp, s) for p, s in zip(params, loaded)]
         out = Trajectory.empty(with_state=True)

@@ -1,9 +1,10 @@
 """The seed's own loop (reference/seed.md) as the smallest complete backend.
 
     r = alpha * r + (1 - alpha) * g * g
-    x = x - lr * g / (sqrt(r) + eps)        # eps outside the square root
+    x = x - lr * (g / (sqrt(r) + eps))      # eps outside the square root
 
 NumPy, computing in the parameter's dtype. This is the README's "Writing a backend" example.
+(g / d first, then lr: the order that reproduces the seed's ten-step figures to the last bit.)
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class SeedBackend:
                 c = x.dtype.type  # constants rounded into the parameter's dtype
                 with np.errstate(all="ignore"):  # IEEE results (inf, NaN) are the answer
                     r = c(hp.alpha) * s.square_avg + (c(1) - c(hp.alpha)) * g * g
-                    params[i] = np.asarray(x - c(case.lr_at(k)) * g / (np.sqrt(r) + c(hp.eps)))
+                    params[i] = np.asarray(x - c(case.lr_at(k)) * (g / (np.sqrt(r) + c(hp.eps))))
                 states[i] = ParamState(s.step + 1, np.asarray(r))
             out.append(params, states)
         return out

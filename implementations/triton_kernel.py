@@ -4,7 +4,8 @@ The same update as implementations/numba_kernel.py: one program per BLOCK of ele
 square_avg (and grad_avg, momentum_buffer) and writes θ and the state once; the flags are constexpr,
 so each combination compiles to its own kernel. float32 and float64 compute in their own dtype
 (with correctly rounded division and square root); float16 and bfloat16 are loaded into float32,
-computed in float32 and rounded once (to nearest even) when stored.
+computed in float32 and rounded once (to nearest even) when stored. The centered variance is
+clamped at 0, as in the oracle: only rounding can make it negative (R30).
 
 On a machine with CUDA the kernel runs on "cuda:N". Without one it runs in Triton's interpreter
 (NumPy on the host), reported as the device "cpu-interpreter": slow, for correctness only.
@@ -99,6 +100,7 @@ def _rmsprop_kernel(param_ptr, grad_ptr, square_avg_ptr, grad_avg_ptr, momentum_
             + one_minus_alpha * g
         _store(grad_avg_ptr, offs, grad_avg_stride, mask, ga, STORAGE)
         w = v - ga * ga
+        w = tl.where(w < 0, 0.0, w)  # rounding only: exact math has ga² <= v (R30); NaN stays NaN
     else:
         w = v
     # Triton's float32 sqrt and "/" are approximate on GPUs; the _rn forms round correctly.
@@ -179,10 +181,12 @@ def rmsprop_update(param: torch.Tensor, grad: torch.Tensor, state: ParamState, h
         arrays = [a.view(kernel_dtype) for a in arrays]
         # The interpreter runs each program as NumPy operations: one program for a small case.
         block = triton.next_power_of_2(min(n, 1 << 16)) if INTERPRETED else 1024
-        _rmsprop_kernel[(triton.cdiv(n, block),)](
-            *arrays, *(a.stride(0) for a in arrays), n, consts.to(param.device),
-            STORAGE=storage, COMPUTE=compute, WEIGHT_DECAY=hp.weight_decay != 0,
-            MAXIMIZE=hp.maximize, CENTERED=hp.centered, MOMENTUM=hp.momentum > 0, BLOCK=block)
+        with np.errstate(all="ignore"):  # the interpreter's NumPy: IEEE results are the answer
+            _rmsprop_kernel[(triton.cdiv(n, block),)](
+                *arrays, *(a.stride(0) for a in arrays), n, consts.to(param.device),
+                STORAGE=storage, COMPUTE=compute, WEIGHT_DECAY=hp.weight_decay != 0,
+                MAXIMIZE=hp.maximize, CENTERED=hp.centered, MOMENTUM=hp.momentum > 0,
+                BLOCK=block)
     if work is not param:
         param.copy_(work)
     return state._replace(step=state.step + 1)
@@ -190,6 +194,7 @@ def rmsprop_update(param: torch.Tensor, grad: torch.Tensor, state: ParamState, h
 
 def _to_torch(a: np.ndarray, device: torch.device) -> torch.Tensor:
     """``a``'s values in a tensor on ``device`` with ``a``'s strides (on the CPU: its memory)."""
+    a = np.asarray(a)
     bf16 = a.dtype.name == "bfloat16"
     raw = a.view(np.int16) if bf16 else a
     t = torch.from_numpy(raw if raw.flags.writeable else raw.copy(order="K"))
@@ -226,6 +231,19 @@ def _initial_state(param: torch.Tensor, hp: HParams, loaded: ParamState | None) 
                       None if loaded.momentum_buffer is None else like(loaded.momentum_buffer))
 
 
+def _own_params(case: Case) -> list[np.ndarray]:
+    """The initial parameters in their layouts, in memory of our own (updated in place).
+
+    ``materialize`` may hand back the case's own array (a contiguous one) and turns 0-d arrays
+    into shape (1,): neither may leak into the update (R24, R29).
+    """
+    out = []
+    for held, given in zip(case.materialized_params(), case.params):
+        own = held.copy(order="K") if np.may_share_memory(held, given) else held
+        out.append(own.reshape(given.shape))
+    return out
+
+
 def _readout(state: ParamState) -> ParamState:
     return ParamState(state.step, *(None if x is None else _to_numpy(x) for x in state[1:]))
 
@@ -259,7 +277,7 @@ class TritonBackend:
         hp = case.hp
         _check_hparams(hp)
         device = torch.device("cpu" if case.device == INTERPRETER_DEVICE else case.device)
-        params = [_to_torch(p, device) for p in case.materialized_params()]
+        params = [_to_torch(p, device) for p in _own_params(case)]
         loaded = case.initial_state or (None,) * len(params)
         states = [_initial_state(p, hp, s) for p, s in zip(params, loaded)]
         out = Trajectory.empty(with_state=True)
