@@ -86,6 +86,9 @@ def pytest_command(name: str, args: argparse.Namespace, report_dir: Path) -> lis
            "--rootdir", str(SUITE_DIR), "-p", "no:cacheprovider", "-q", "-rfE",
            "--backend", name, "--conformance-profile", args.profile,
            "--report-dir", str(report_dir), "-n", args.jobs,
+           # A backend may crash its worker in every test; each crash is that test's error,
+           # not a reason to stop (xdist's default gives up after 4 restarts per worker).
+           "--max-worker-restart", "1000",
            "--junitxml", str(report_dir / f"junit-{safe_name(name)}.xml")]
     if args.known_deviations:
         cmd += ["--known-deviations", str(args.known_deviations)]
@@ -300,6 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A module:attr in the working directory imports as under `python -m` (and in the pytest
+    # runs certify starts), also from the installed console script.
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -227,7 +227,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     record = _record_of(report)
     if record is None and report.failed and _live:
+        # xdist reports a crashed worker's test with when="???" and no record of ours.
         record = _crash_record(_live[0], report)
+        if record is not None:
+            _pending.append(record)
+        return
     if record is None:
         return
     if report.when == "call" or (report.when == "setup" and not report.passed):
