@@ -199,10 +199,11 @@ def rmsprop_update(param: np.ndarray, grad: np.ndarray, state: ParamState, hp: H
     if param.size:
         c = compute
         kernel = _kernel(fmt, hp.weight_decay != 0, hp.maximize, hp.centered, hp.momentum > 0)
-        unused = _raw(square_avg, fmt)
-        kernel(_raw(flat_param, fmt), _raw(flat_grad, fmt), unused,
-               unused if grad_avg is None else _raw(grad_avg, fmt),
-               unused if momentum_buffer is None else _raw(momentum_buffer, fmt),
+        # A buffer whose flag is off is never touched: any array of its type stands in.
+        stand_in = _raw(square_avg, fmt)
+        kernel(_raw(flat_param, fmt), _raw(flat_grad, fmt), stand_in,
+               stand_in if grad_avg is None else _raw(grad_avg, fmt),
+               stand_in if momentum_buffer is None else _raw(momentum_buffer, fmt),
                c(lr), c(hp.alpha), c(1) - c(hp.alpha), c(hp.eps), c(hp.weight_decay),
                c(hp.momentum))
     if work is not param:

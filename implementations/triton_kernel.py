@@ -175,6 +175,7 @@ def rmsprop_update(param: torch.Tensor, grad: torch.Tensor, state: ParamState, h
         consts = torch.tensor([lr, hp.alpha, 1.0, hp.eps, hp.weight_decay, hp.momentum],
                               dtype=torch.float32 if compute == tl.float32 else torch.float64)
         consts[2] -= consts[1]  # 1 - alpha, in the compute dtype
+        # A buffer whose flag is off is never touched: any tensor of its type stands in.
         arrays = [flat_param, flat_grad, square_avg,
                   square_avg if grad_avg is None else grad_avg,
                   square_avg if momentum_buffer is None else momentum_buffer]

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from conformance.backend import Capabilities
 from conformance.case import LAYOUTS, Case, Trajectory, np_dtype
 from conformance.registry import load
-from spec.rmsprop import ParamState, dtype_info, init_state, step_with_bounds
+from spec.rmsprop import HParams, ParamState, dtype_info, init_state, step_with_bounds
 
 K = 4.0
 KERNELS = ("numba", "triton", "seed")
@@ -154,6 +154,38 @@ def test_layouts_give_bit_identical_results(backend):
         for k, (got, ref) in enumerate(zip(traj.params, reference.params)):
             for i, (x, y) in enumerate(zip(got, ref)):
                 np.testing.assert_array_equal(x, y, err_msg=f"{layout}: step {k}, parameter {i}")
+
+
+@pytest.mark.parametrize("name", ["numba", "triton"])
+def test_update_reaches_any_strides(name):
+    """rmsprop_update on a parameter no 1-D view covers (a 2-D slice with gaps in both axes),
+    with the gradient in yet another layout, equals the update of contiguous copies."""
+    kernel = pytest.importorskip(f"implementations.{name}_kernel")
+    to_array = np.asarray if name == "numba" else __import__("torch").from_numpy
+    hp = HParams.from_profile("torch", momentum=0.9, centered=True, weight_decay=0.1)
+    rng = np.random.default_rng(11)
+    values = rng.standard_normal((2, 8, 6)).astype(np.float32)
+    before = values.copy()
+    grad = np.asfortranarray(rng.standard_normal((4, 3)).astype(np.float32))
+    param = to_array(values)[0, ::2, ::2]  # gaps along both axes: no 1-D view reaches it
+    dense = to_array(np.ascontiguousarray(values[0, ::2, ::2]))
+
+    def fresh_state():
+        return ParamState(0, *(to_array(np.zeros((4, 3), np.float32)) for _ in range(3)))
+
+    state, dense_state = fresh_state(), fresh_state()
+    for _ in range(2):
+        state = kernel.rmsprop_update(param, to_array(grad), state, hp, 0.01)
+        dense_state = kernel.rmsprop_update(dense, to_array(np.ascontiguousarray(grad)),
+                                            dense_state, hp, 0.01)
+    np.testing.assert_array_equal(np.asarray(param), np.asarray(dense))
+    for x, y in zip(state[1:], dense_state[1:]):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert state.step == 2
+    untouched = np.ones(values.shape, bool)
+    untouched[0, ::2, ::2] = False
+    np.testing.assert_array_equal(values[untouched], before[untouched])  # nothing else written
+    assert (values[~untouched] != before[~untouched]).all()
 
 
 def test_state_load_continues_exactly(backend):
