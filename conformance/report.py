@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -128,9 +129,30 @@ def load_report(path: Path) -> dict[str, Any]:
 
 def write_summaries(report_dir: Path, docs: list[dict[str, Any]]) -> None:
     atomic_write(report_dir / "summary.md", markdown(docs))
-    from conformance import html_report
+    atomic_write(report_dir / "index.html", _html(docs, report_dir))
 
-    atomic_write(report_dir / "index.html", html_report.render(docs, report_dir))
+
+_HTML_TIMEOUT = 300.0
+_RENDER = ("import json, sys; from pathlib import Path; from conformance import html_report; "
+           "sys.stdout.write(html_report.render(json.load(sys.stdin), Path(sys.argv[1])))")
+
+
+def _html(docs: list[dict[str, Any]], report_dir: Path) -> str:
+    """index.html, rendered in a child process: the seed's picture runs every backend once
+    more, and a backend that crashes, exits or hangs there must not take this process (and the
+    verdict) with it. If the child fails, a plain page with the Markdown summary stands in."""
+    try:
+        out = subprocess.run([sys.executable, "-c", _RENDER, str(report_dir)],
+                             input=json.dumps(docs, default=str), capture_output=True,
+                             text=True, timeout=_HTML_TIMEOUT, check=False)
+        why = f"the renderer ended with code {out.returncode}: {out.stderr.strip()[-500:]}"
+        if out.returncode == 0:
+            return out.stdout
+    except subprocess.TimeoutExpired:
+        why = f"the renderer did not finish within {_HTML_TIMEOUT:g} s"
+    return ("<!doctype html><meta charset=utf-8><title>RMSProp conformance</title>"
+            f"<p>The full page could not be rendered ({escape(why)}).</p>"
+            f"<pre>{escape(markdown(docs))}</pre>\n")
 
 
 def _ratio(r: dict[str, Any]) -> str:
