@@ -73,6 +73,18 @@ def _check_writable(path: Path) -> None:
                          f"{exc.strerror or exc}") from None
 
 
+def _positive(kind: type) -> Any:
+    def parse(value: str) -> Any:
+        try:
+            x = kind(value)
+        except ValueError:
+            x = 0
+        if not 0 < x < float("inf"):
+            raise argparse.ArgumentTypeError(f"{value!r}: expected a positive number")
+        return x
+    return parse
+
+
 def _jobs(value: str) -> str:
     if value == "auto" or (value.isdigit() and int(value) >= 1):
         return value
@@ -96,6 +108,8 @@ def pytest_command(name: str, args: argparse.Namespace, report_dir: Path) -> lis
         cmd += ["--conformance-seed", str(args.seed)]
     if args.example_timeout is not None:
         cmd += ["--example-timeout", str(args.example_timeout)]
+    if args.memory_limit is not None:
+        cmd += ["--memory-limit", str(args.memory_limit)]
     if args.shard is not None:
         cmd += ["--shard", args.shard]
     return cmd + [str(SUITE_DIR)]
@@ -118,6 +132,9 @@ def cmd_certify(args: argparse.Namespace) -> int:
             registry.capabilities_of(backend)
         except registry.BackendLoadError as exc:
             raise UsageError(str(exc)) from None
+        except Exception as exc:  # as the plugin words it
+            raise UsageError(f"{name}: capabilities() raised {type(exc).__name__}: "
+                             f"{exc}") from None
         loaded.append((name, backend))
     if args.known_deviations:
         try:
@@ -273,8 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--known-deviations", default=None, metavar="FILE",
                    help="TOML list of accepted deviations")
     p.add_argument("--seed", default=None, type=int, help="Hypothesis seed")
-    p.add_argument("--example-timeout", default=None, type=float, metavar="SECONDS",
-                   help="fail an example whose backend call takes longer")
+    p.add_argument("--example-timeout", default=None, type=_positive(float), metavar="SECONDS",
+                   help="fail an example whose backend call takes longer (default 300)")
+    p.add_argument("--memory-limit", default=None, type=_positive(int), metavar="MIB",
+                   help="error when resident memory grows by more than this during one test "
+                        "(default 4096)")
     p.add_argument("--shard", default=None, metavar="I/N",
                    help="run only the I-th of N deterministic shares (merge them with 'merge')")
     p.add_argument("--baseline", default=None, metavar="FILE_OR_DIR",
