@@ -115,6 +115,24 @@ def pytest_command(name: str, args: argparse.Namespace, report_dir: Path) -> lis
     return cmd + [str(SUITE_DIR)]
 
 
+_INTERRUPT_GRACE = 60.0
+
+
+def _run_pytest(cmd: list[str]) -> int:
+    proc = subprocess.Popen(cmd)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        # pytest got the same SIGINT (the terminal's or the CI runner's, sent to the process
+        # group) and is writing its report, marked interrupted: let it finish.
+        try:
+            proc.wait(timeout=_INTERRUPT_GRACE)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
+
+
 def cmd_certify(args: argparse.Namespace) -> int:
     from conformance import report
 
@@ -154,11 +172,11 @@ def cmd_certify(args: argparse.Namespace) -> int:
         print(f"[{n}/{len(loaded)}] certifying {name} (profile {args.profile})", flush=True)
         # Each backend runs in its own pytest process (and its examples in xdist workers), so a
         # backend that crashes or hangs cannot take the others down.
-        proc = subprocess.run(pytest_command(name, args, report_dir), check=False)
+        returncode = _run_pytest(pytest_command(name, args, report_dir))
         path = report_dir / f"{report.safe_name(backend.name)}.json"
-        if proc.returncode in (2, 3, 4) or not path.exists():
-            print(f"  {name}: the pytest run ended with code {proc.returncode}", file=sys.stderr)
-            if proc.returncode == 2:  # interrupted: the previous report (if any) stays
+        if returncode in (2, 3, 4) or not path.exists():
+            print(f"  {name}: the pytest run ended with code {returncode}", file=sys.stderr)
+            if returncode == 2:  # interrupted: the previous report (if any) stays
                 return EXIT_FAIL
         if path.exists():
             docs.append(report.load_report(path))
