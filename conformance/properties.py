@@ -473,7 +473,9 @@ def _hazard_cases(caps: Capabilities, dtype: str, device: str) -> st.SearchStrat
         feats = frozenset(caps.features - {"centered"}) | ({"centered"} if centered else set())
         hp: HParams = draw(cst.hparams(caps, features=feats), label="hparams")
         if centered:
-            hp = hp.replace(centered=True, alpha=draw(st.sampled_from((0.9, 0.99)), label="a"))
+            alpha = draw(st.sampled_from((0.9, 0.99, 0.5, 0.0)), label="alpha")
+            hp = hp.replace(centered=True, alpha=alpha, bias_correction=hp.bias_correction
+                            and alpha < 1)
         shape = draw(cst.shapes(min_dims=1, max_dims=1, max_side=4, allow_zero_size=False),
                      label="shape")
         grads = draw(cst.gradient_sequence(shape, dtype, n_steps, family=family), label="grads")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, seed, settings
+from hypothesis import given, reject, seed, settings
 
 from conformance import properties, serialize
 from conformance.backend import Backend, Capabilities
@@ -33,6 +33,7 @@ from conformance.properties import (
 from conformance.strategies import settings_for
 
 RECORD_KEY = "rmsprop_conformance"
+NONFINITE_OWNER = "P4"  # the property that reports spurious non-finite values (R27)
 _MAX_SAMPLES = 200  # per-example ratios kept for the distribution plot
 
 
@@ -158,6 +159,14 @@ def _search(prop: Property, target: Target) -> None:
             _absorb(target.record, prop.check(target.backend, target.caps, case))
         except BackendTimeout as exc:
             target.aborted = exc
+        except PropertyFailure as failure:
+            if failure.violation.rule != "R27" or prop.id == NONFINITE_OWNER:
+                raise
+            # A spurious non-finite value is P4's finding (R27); counting it here instead of
+            # failing keeps this property testing its own rules on the remaining examples.
+            figures = target.record["figures"]
+            figures["r27_deferred_to_P4"] = figures.get("r27_deferred_to_P4", 0) + 1
+            reject()
 
     # One database key per target, so a stored counterexample replays for the right one.
     example._hypothesis_internal_add_digest = target.nodeid.encode()  # type: ignore[attr-defined]

@@ -227,11 +227,16 @@ class _Arith:
             return _R(v, e, o)
         with np.errstate(invalid="ignore", over="ignore"):
             e = e + self.u * np.abs(scale) + self.tiny
-            o = o | (np.abs(v) > self.max)
+            # An intermediate whose error interval reaches past the largest finite value may
+            # overflow in a correct implementation. Unbounded errors (a denominator that may be
+            # 0) are not overflow: R27 still judges those elements.
+            o = o | (np.abs(v) + np.where(np.isinf(e), 0.0, e) > self.max)
         return _R(v, e, o)
 
-    def const(self, c: float) -> _R:
-        return self._round(np.float64(c), np.float64(0.0), np.bool_(False), c)
+    def const(self, c: float, scale: float | None = None) -> _R:
+        """A constant rounded into the dtype; ``scale`` widens its error to u·scale."""
+        return self._round(np.float64(c), np.float64(0.0), np.bool_(False),
+                           c if scale is None else scale)
 
     def add(self, x: _R, y: _R, sign: float = 1.0) -> _R:
         with np.errstate(invalid="ignore", over="ignore"):
@@ -269,10 +274,12 @@ class _Arith:
             v = np.sqrt(x.v)
             if self.u == 0.0:
                 return _R(v, 0.0, x.o)
-            # sqrt is concave: the widest deviation is towards the lower end of [x - e, x + e],
-            # which also covers arguments so small that their error may reach zero.
+            # The largest deviation over [x - e, x + e] (clipped at 0). Below x it is the larger
+            # one (sqrt is concave) unless the interval reaches 0; then sqrt(x + e) - sqrt(x) can
+            # be larger, e.g. sqrt(e) at an exact x = 0 whose computed value is e.
             low = np.sqrt(np.maximum(x.v - x.e, 0.0))
-            e = np.where(np.isfinite(v), v - low, 0.0)
+            high = np.sqrt(x.v + x.e)
+            e = np.where(np.isfinite(v), np.maximum(v - low, high - v), 0.0)
             return self._round(v, e, x.o, v)
 
 
@@ -288,7 +295,10 @@ def _as_real(a: np.ndarray) -> np.ndarray:
 
 def _from_real(a: np.ndarray, is_complex: bool) -> np.ndarray:
     if is_complex:
-        return (a[..., 0] + 1j * a[..., 1]).astype(np.complex128)
+        # Not re + 1j*im: 1j*NaN is NaN+NaNj, which would leak a NaN into the other component.
+        out = np.empty(a.shape[:-1], dtype=np.complex128)
+        out.real, out.imag = a[..., 0], a[..., 1]
+        return out
     return a
 
 
@@ -386,7 +396,9 @@ def _step_one(theta: np.ndarray, grad: np.ndarray, st: ParamState, hp: HParams, 
     if hp.momentum > 0 and buf is None:
         raise ValueError("momentum > 0 needs momentum_buffer in the state")
 
-    alpha = A.const(hp.alpha)
+    # An implementation may hold alpha as given or as 1 - fl(1 - alpha) (lerp with weight
+    # 1 - alpha): either way alpha carries an error of up to u·(|alpha| + |1 - alpha|).
+    alpha = A.const(hp.alpha, scale=abs(hp.alpha) + abs(1.0 - hp.alpha))
     one_minus_alpha = A.sub(A.const(1.0), alpha)
     eta = A.const(lr)
 
