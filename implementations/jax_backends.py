@@ -3,17 +3,20 @@
 Importing this module turns on ``jax_enable_x64`` (JAX's global switch for float64 and
 complex128): without it JAX silently computes float64 cases in float32.
 
-Every per-step update (``update`` and ``apply_updates``; ``init`` separately) is one jitted
-function. Hyperparameter *values* (lr, alpha, eps, weight_decay, momentum, initial_scale) are
-traced arguments, so a certification run compiles once per structure, not once per example.
-They are passed as Python floats, which JAX traces as *weakly typed* scalars: they take the
-dtype of the array they meet, exactly as the Python floats of ordinary optax code do (a strongly
-typed float64 scalar would silently promote float32 parameters to float64). The structure is
-what changes the traced program: the flags (centered, momentum > 0, nesterov, bias_correction,
-weight_decay > 0, a schedule), the dtypes and the shapes. Shapes are bucketed: each parameter
-is flattened and zero-padded to a power of two (at least 8), since every operation of RMSProp
-is element-wise; 0-d and zero-size parameters keep their shapes. ``compilations()`` counts the
-traces (each trace is one compilation).
+Every per-step update (``update`` then ``apply_updates``) is one jitted function. ``init`` runs
+eagerly: it is a few broadcasts, which JAX compiles once per leaf shape and dtype and shares
+between all structures, where a jitted ``init`` would cost one more compilation per structure.
+Hyperparameter *values* (lr, alpha, eps, weight_decay, momentum) are traced arguments, so a
+certification run compiles once per structure, not once per example. They are passed as Python
+floats, which JAX traces as *weakly typed* scalars: they take the dtype of the array they meet,
+exactly as the Python floats of ordinary optax code do (a strongly typed float64 scalar would
+silently promote float32 parameters to float64). The learning rate of each step is passed to
+that step (a traced scalar), so a schedule costs no compilation either. The structure is what
+changes the traced program: the flags (centered, momentum > 0, nesterov, bias_correction,
+weight_decay > 0), the dtypes and the shapes. Shapes are bucketed: each parameter is flattened
+and zero-padded to a power of two (at least 64, the harness's largest generated size), since
+every operation of RMSProp is element-wise; 0-d and zero-size parameters keep their shapes.
+``compilations()`` counts the traces (each trace is one compilation).
 
 Layouts: a JAX array has no strides. A non-contiguous parameter (``case.materialized_params``)
 is copied into a device array with the same values, so layout invariance holds trivially; the
@@ -51,7 +54,7 @@ __all__ = [
 
 _AXES = ("eps_in_sqrt", "initial_square_avg", "lr_in_momentum", "weight_decay_mode",
          "complex_mode", "maximize_order")
-_MIN_BUCKET = 8
+_MIN_BUCKET = 64
 _TRACES: collections.Counter[str] = collections.Counter()
 
 
@@ -188,18 +191,12 @@ class _OptaxStructure(NamedTuple):
     nesterov: bool
     bias_correction: bool
     weight_decay: bool
-    schedule_len: int  # 0: a constant lr (a traced scalar); else the padded lr table's length
 
 
 def _optax_transform(s: _OptaxStructure, lr: Any, alpha: Any, eps: Any, weight_decay: Any,
                      momentum: Any, initial_scale: Any) -> optax.GradientTransformation:
-    """``optax.rmsprop`` (after ``optax.add_decayed_weights`` when weight_decay > 0).
-
-    With a schedule, ``lr`` is a table and optax's own schedule machinery picks ``lr[count]``
-    at its count-th update (count starts at 0).
-    """
-    learning_rate = (lambda count: lr[count]) if s.schedule_len else lr
-    tx = optax.rmsprop(learning_rate, decay=alpha, eps=eps, initial_scale=initial_scale,
+    """``optax.rmsprop`` (after ``optax.add_decayed_weights`` when weight_decay > 0)."""
+    tx = optax.rmsprop(lr, decay=alpha, eps=eps, initial_scale=initial_scale,
                        eps_in_sqrt=s.eps_in_sqrt, centered=s.centered,
                        momentum=momentum if s.momentum else None, nesterov=s.nesterov,
                        bias_correction=s.bias_correction)
@@ -207,14 +204,8 @@ def _optax_transform(s: _OptaxStructure, lr: Any, alpha: Any, eps: Any, weight_d
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _optax_init(s: _OptaxStructure, params: list[jax.Array], initial_scale: float) -> Any:
-    _TRACES["optax.init"] += 1
-    return _optax_transform(s, 0.0, 0.0, 0.0, 0.0, 0.0, initial_scale).init(params)
-
-
-@functools.partial(jax.jit, static_argnums=0)
 def _optax_step(s: _OptaxStructure, params: list[jax.Array], grads: list[jax.Array], state: Any,
-                lr: Any, alpha: float, eps: float, weight_decay: float,
+                lr: float, alpha: float, eps: float, weight_decay: float,
                 momentum: float) -> tuple[list[jax.Array], Any]:
     _TRACES["optax.step"] += 1
     tx = _optax_transform(s, lr, alpha, eps, weight_decay, momentum, 0.0)
@@ -243,8 +234,11 @@ class Optax:
     otherwise optax keeps no step count and the adapter counts the steps itself. For complex
     parameters optax keeps ν in the *complex* dtype (imaginary part 0): it is read out as it is,
     so the report shows what optax holds. Weight decay: ``optax.add_decayed_weights`` chained
-    before rmsprop (g ← g + λθ, the optax profile's "coupled" convention). optax validates no
-    hyperparameter: ``make_optimizer`` builds and runs it with whatever it is given.
+    before rmsprop (g ← g + λθ, the optax profile's "coupled" convention). The learning rate of
+    each step is passed to that step as a scalar (optax's constant-lr path: a step's lr scales
+    that step's update, earlier ones stay inside the trace); optax's schedule machinery (step k
+    uses schedule(k)) is checked against the spec in tests/test_spec_vs_optax.py. optax validates
+    no hyperparameter: ``make_optimizer`` builds and runs it with whatever it is given.
     """
 
     name = "optax"
@@ -273,32 +267,25 @@ class Optax:
 
     def _structure(self, case: Case) -> _OptaxStructure:
         hp = case.hp
-        n = case.n_steps
         return _OptaxStructure(
             eps_in_sqrt=bool(hp.eps_in_sqrt), centered=bool(hp.centered),
             momentum=hp.momentum > 0, nesterov=bool(hp.nesterov) and hp.momentum > 0,
-            bias_correction=bool(hp.bias_correction), weight_decay=hp.weight_decay > 0,
-            schedule_len=0 if case.lrs is None else max(_MIN_BUCKET, 1 << (n - 1).bit_length()))
+            bias_correction=bool(hp.bias_correction), weight_decay=hp.weight_decay > 0)
 
     def run(self, case: Case) -> Trajectory:
         _check_case(self.name, self.capabilities(), case)
         hp, s = case.hp, self._structure(case)
         pack = _Packing(case.params, self.bucket_shapes, _devices()[case.device])
         params = pack.put(case.materialized_params())
-        state = _optax_init(s, params, float(hp.initial_square_avg))
+        state = _optax_transform(s, 0.0, 0.0, 0.0, 0.0, 0.0,
+                                 float(hp.initial_square_avg)).init(params)
         if case.initial_state is not None:
             state = self._load(state, s, case.initial_state, pack)
-        if s.schedule_len:
-            table = np.full(s.schedule_len, case.lrs[-1], dtype=np.float64)
-            table[:case.n_steps] = case.lrs
-            lr = jax.device_put(table, pack.device)
-        else:
-            lr = float(hp.lr)
         steps = _start_steps(case)
         traj = Trajectory.empty(with_state=True)
         for k, grads in enumerate(case.grads):
-            params, state = _optax_step(s, params, pack.put(grads), state, lr, float(hp.alpha),
-                                        float(hp.eps), float(hp.weight_decay),
+            params, state = _optax_step(s, params, pack.put(grads), state, case.lr_at(k),
+                                        float(hp.alpha), float(hp.eps), float(hp.weight_decay),
                                         float(hp.momentum))
             host_params, (scale, trace) = jax.device_get((params, _optax_parts(state, s)))
             traj.append(pack.get(host_params),
@@ -385,12 +372,6 @@ def _example_optimizer(with_momentum: bool, lr: Any, alpha: Any, eps: Any,
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _example_init(with_momentum: bool, params: list[jax.Array]) -> optimizers.OptimizerState:
-    _TRACES["example_libraries.init"] += 1
-    return _example_optimizer(with_momentum, 0.0, 0.0, 0.0, 0.0).init_fn(params)
-
-
-@functools.partial(jax.jit, static_argnums=0)
 def _example_step(with_momentum: bool, i: int, grads: list[jax.Array],
                   state: optimizers.OptimizerState, lr: float, alpha: float, eps: float,
                   momentum: float) -> optimizers.OptimizerState:
@@ -433,7 +414,8 @@ class ExampleLibraries:
         _check_case(self.name, self.capabilities(), case)
         hp = case.hp
         pack = _Packing(case.params, self.bucket_shapes, _devices()[case.device])
-        state = _example_init(self.with_momentum, pack.put(case.materialized_params()))
+        init = _example_optimizer(self.with_momentum, 0.0, 0.0, 0.0, 0.0).init_fn
+        state = init(pack.put(case.materialized_params()))
         if case.initial_state is not None:
             state = self._load(state, case.initial_state, pack)
         steps = _start_steps(case)

@@ -82,22 +82,31 @@ def optax_cases(draw: st.DrawFn, complex_: bool = False) -> dict:
     scale = draw(_log_uniform(1e-3, 1e3), label="grad_scale")
     generated = (hp.centered and hp.bias_correction) or draw(st.booleans(), label="generated")
     start = draw(st.integers(1, 20), label="start_step") if generated else 0
+    schedule = draw(st.booleans(), label="schedule")
     rng = np.random.default_rng(seed)
+    lrs = [float(x) for x in 10 ** rng.uniform(-4, 0, n_steps)] if schedule else None
     params = [_array(rng, s, 1.0, complex_) for s in SHAPES]
     grads = [[_array(rng, s, scale, complex_) for s in SHAPES] for _ in range(n_steps)]
     state = (tuple(_generated_state(rng, p, hp, scale, start) for p in params) if generated
              else init_state(params, hp))
-    return dict(hp=hp, params=params, grads=grads, state=state)
+    return dict(hp=hp, params=params, grads=grads, state=state, lrs=lrs)
 
 
-def _optax_rmsprop(hp: HParams) -> optax.GradientTransformation:
-    tx = optax.rmsprop(hp.lr, decay=hp.alpha, eps=hp.eps, initial_scale=hp.initial_square_avg,
-                       eps_in_sqrt=hp.eps_in_sqrt, centered=hp.centered,
+def _optax_rmsprop(hp: HParams, lrs: list[float] | None) -> optax.GradientTransformation:
+    """With ``lrs``, optax's schedule machinery: its update number k (from 0) uses lrs[k]."""
+    learning_rate = hp.lr if lrs is None else (lambda count: jnp.asarray(lrs)[count])
+    tx = optax.rmsprop(learning_rate, decay=hp.alpha, eps=hp.eps,
+                       initial_scale=hp.initial_square_avg, eps_in_sqrt=hp.eps_in_sqrt,
+                       centered=hp.centered,
                        momentum=hp.momentum if hp.momentum > 0 else None, nesterov=hp.nesterov,
                        bias_correction=hp.bias_correction)
     if hp.weight_decay > 0:
         tx = optax.chain(optax.add_decayed_weights(hp.weight_decay), tx)
     return tx
+
+
+def _is_step_count(path, _value) -> bool:
+    return path[-1].tuple_name != "ScaleByScheduleState"  # that count indexes the schedule
 
 
 def _to_optax(opt_state, state: tuple[ParamState, ...], params: list[np.ndarray],
@@ -109,9 +118,11 @@ def _to_optax(opt_state, state: tuple[ParamState, ...], params: list[np.ndarray]
         fields["mu"] = [jnp.asarray(s.grad_avg, dtype=d) for s, d in zip(state, dt)]
     if hp.momentum > 0:
         fields["trace"] = [jnp.asarray(-s.momentum_buffer, dtype=d) for s, d in zip(state, dt)]
+    opt_state = optax.tree.set(opt_state, **fields)
     if hp.bias_correction:
-        fields["count"] = jnp.asarray(state[0].step, dtype=jnp.int32)
-    return optax.tree.set(opt_state, **fields)
+        opt_state = optax.tree.set(opt_state, _is_step_count,
+                                   count=jnp.asarray(state[0].step, dtype=jnp.int32))
+    return opt_state
 
 
 def _from_optax(opt_state, hp: HParams, step: int) -> tuple[ParamState, ...]:
@@ -119,7 +130,7 @@ def _from_optax(opt_state, hp: HParams, step: int) -> tuple[ParamState, ...]:
     mu = optax.tree.get(opt_state, "mu") if hp.centered else [None] * len(nu)
     trace = optax.tree.get(opt_state, "trace") if hp.momentum > 0 else [None] * len(nu)
     if hp.bias_correction:
-        step = int(optax.tree.get(opt_state, "count"))
+        step = int(optax.tree.get(opt_state, "count", filtering=_is_step_count))
     return tuple(ParamState(step, np.asarray(n), None if m is None else np.asarray(m),
                             None if t is None else -np.asarray(t))
                  for n, m, t in zip(nu, mu, trace))
@@ -142,7 +153,8 @@ def _assert_within(what: str, observed: np.ndarray, exact: np.ndarray, bound: np
 
 def _check_against_optax(case: dict, tx: optax.GradientTransformation | None = None) -> None:
     hp, params, state = case["hp"], [np.asarray(p) for p in case["params"]], case["state"]
-    tx = _optax_rmsprop(hp) if tx is None else tx
+    lrs = case.get("lrs")
+    tx = _optax_rmsprop(hp, lrs) if tx is None else tx
     opt_state = tx.init([jnp.asarray(p) for p in params])
     if any(s.step for s in state):
         opt_state = _to_optax(opt_state, state, params, hp)
@@ -153,7 +165,8 @@ def _check_against_optax(case: dict, tx: optax.GradientTransformation | None = N
         new_params = [np.asarray(p) for p in optax.apply_updates(jp, updates)]
         step += 1
         new_state = _from_optax(opt_state, hp, step)
-        exact_p, exact_s, bounds = step_with_bounds(params, grads, state, hp)
+        exact_p, exact_s, bounds = step_with_bounds(params, grads, state, hp,
+                                                    lr=None if lrs is None else lrs[k])
         for i in range(len(params)):
             _assert_within(f"step {k} param {i}", new_params[i], exact_p[i], bounds.params[i])
             nu = new_state[i].square_avg
