@@ -34,13 +34,20 @@ def load_reports(path: str | Path) -> dict[str, dict[str, Any]]:
     for f in files:
         try:
             doc = report.load_report(f)
+            name = doc["backend"]["name"]
+            missing = sorted({"results", "verdict", "counts"} - set(doc))
+            if missing:
+                raise KeyError(missing[0])
         except OSError as exc:
             raise ReportError(f"cannot read report {str(f)!r}: {exc.strerror or exc}") from None
         except (ValueError, json.JSONDecodeError) as exc:
             if path.is_dir() and "schema" in str(exc):
                 continue  # other JSON files in a report directory
             raise ReportError(f"{str(f)!r} is not a conformance report: {exc}") from None
-        out[doc["backend"]["name"]] = doc
+        except (KeyError, TypeError) as exc:
+            raise ReportError(f"{str(f)!r} is not a complete conformance report: no "
+                              f"{exc}") from None
+        out[name] = doc
     if not out:
         raise ReportError(f"no conformance report found in {str(path)!r}")
     return out

@@ -122,8 +122,9 @@ def safe_name(name: str) -> str:
 
 def load_report(path: Path) -> dict[str, Any]:
     doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    if doc.get("schema") != SCHEMA:
-        raise ValueError(f"{path}: not a report of schema {SCHEMA} (found {doc.get('schema')!r})")
+    found = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
+    if found != SCHEMA:
+        raise ValueError(f"{path}: not a report of schema {SCHEMA} (found {found!r})")
     return doc
 
 

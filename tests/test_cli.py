@@ -1,0 +1,286 @@
+"""The ``rmsprop-conformance`` command on bad input: exit code 2, one line on stderr naming the
+problem, no traceback, nothing written; and ``list``.
+
+``run_cli`` (used by the other CLI tests too) runs the command in a fresh process, as CI does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conformance.registry import BUILTINS
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = Path(sys.executable).parent / "rmsprop-conformance"
+
+
+def run_cli(*args: object, cwd: Path | None = None, timeout: float = 240,
+            env: dict[str, str] | None = None, script: bool = False
+            ) -> subprocess.CompletedProcess[str]:
+    """``rmsprop-conformance ARGS`` in ``cwd``; this repository's ``tests`` package importable
+    (as a fork's own package would be once installed)."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), environ.get("PYTHONPATH"))
+                                            if p)
+    environ.update(env or {})
+    cmd = [str(SCRIPT)] if script else [sys.executable, "-m", "conformance.cli"]
+    return subprocess.run(cmd + [str(a) for a in args], cwd=cwd or REPO, env=environ,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def assert_usage_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> str:
+    """Exit code 2 and a one-line message containing ``fragments``; returns the message."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("rmsprop-conformance: error: "), lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Backends that cannot be loaded
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("name", "fragments"), [
+    ("no.such.backend", ("unknown backend 'no.such.backend'", "seed")),
+    ("no_such_module_xyz:Backend", ("cannot import module 'no_such_module_xyz'",
+                                    "ModuleNotFoundError")),
+    ("tests.bad_backends:Missing", ("has no attribute 'Missing'",)),
+    ("tests.bad_backends:not_a_backend", ("tests.bad_backends:not_a_backend", "TypeError")),
+    ("tests.bad_backends:makes_nothing", ("is not a backend", "run(case)")),
+    ("tests.bad_backends:NOT_A_BACKEND_INT", ("is not a backend",)),
+    ("tests.bad_backends:CapabilitiesRaise", ("capabilities() raised RuntimeError",
+                                              "cannot query the device")),
+    ("tests.bad_backends:CapabilitiesWrongType", ("returned dict, not Capabilities",)),
+    ("tests.bad_backends", ("unknown backend 'tests.bad_backends'",)),
+])
+def test_certify_rejects_a_backend_it_cannot_load(tmp_path, name, fragments):
+    out = tmp_path / "reports"
+    assert_usage_error(run_cli("certify", name, "--report-dir", out), *fragments)
+    assert not out.exists()
+
+
+def test_certify_checks_every_backend_before_running_any(tmp_path):
+    out = tmp_path / "reports"
+    proc = run_cli("certify", "seed", "no_such_module_xyz:B", "--report-dir", out)
+    assert_usage_error(proc, "no_such_module_xyz")
+    assert "certifying" not in proc.stdout
+    assert not out.exists()
+
+
+def test_certify_needs_a_backend():
+    assert_usage_error(run_cli("certify"), "name at least one backend")
+
+
+def test_certify_rejects_an_unknown_profile(tmp_path):
+    assert_usage_error(run_cli("certify", "seed", "--profile", "fast", "--report-dir", tmp_path),
+                       "unknown profile 'fast'", "quick", "ci", "thorough")
+
+
+def test_certify_rejects_a_report_directory_it_cannot_write(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    assert_usage_error(run_cli("certify", "seed", "--report-dir", blocker / "reports"),
+                       "cannot be written", str(blocker / "reports"))
+    assert_usage_error(run_cli("certify", "seed", "--report-dir", blocker),
+                       "cannot be written")
+    assert blocker.read_text() == "not a directory"
+
+
+@pytest.mark.parametrize("value", ["abc", "0/2", "3/2", "1/0", "1/2/3", "-1/2", "1/"])
+def test_certify_rejects_bad_shards(tmp_path, value):
+    assert_usage_error(run_cli("certify", "seed", f"--shard={value}", "--report-dir", tmp_path),
+                       f"--shard {value!r}")
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("-n", "0"), ("-n", "many"), ("--example-timeout", "0"), ("--example-timeout", "-2"),
+    ("--example-timeout", "nan"), ("--memory-limit", "0"), ("--memory-limit", "1.5"),
+    ("--seed", "x"),
+])
+def test_certify_rejects_bad_numbers(tmp_path, option, value):
+    proc = run_cli("certify", "seed", option, value, "--report-dir", tmp_path)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    # argparse prints the usage first, then the message on one line.
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("rmsprop-conformance certify: error: argument"), last
+    assert option.lstrip("-") in last and value in last, last
+
+
+# ---------------------------------------------------------------------------------------------
+# Known-deviations files
+# ---------------------------------------------------------------------------------------------
+_GOOD_ENTRY = 'backend = "seed"\nproperty = "P4"\nreason = "why"\n'
+
+
+@pytest.mark.parametrize(("text", "fragments"), [
+    ("[[deviation]\nbackend = 'seed'", ("is not valid TOML",)),
+    ("[[deviation]]\n" + _GOOD_ENTRY + 'colour = "red"\n', ("unknown key(s) colour",
+                                                            "allowed keys")),
+    ('[[deviation]]\nbackend = "seed"\nproperty = "P4"\n', ("deviation #1", "missing reason")),
+    ("[[deviation]]\n" + _GOOD_ENTRY + "[[deviation]]\nbackend = 'x'\nreason = 'y'\n",
+     ("deviation #2", "missing property")),
+    ("[[deviation]]\n" + _GOOD_ENTRY.replace('"P4"', "4"), ("every value must be a string",)),
+    ("[[exception]]\n" + _GOOD_ENTRY, ("expected only [[deviation]] tables", "exception")),
+    ("deviation = 3\n", ("expected only [[deviation]] tables",)),
+])
+def test_certify_rejects_a_malformed_known_deviations_file(tmp_path, text, fragments):
+    path = tmp_path / "known-deviations.toml"
+    path.write_text(text)
+    out = tmp_path / "reports"
+    assert_usage_error(run_cli("certify", "seed", "--known-deviations", path,
+                               "--report-dir", out), str(path), *fragments)
+    assert not out.exists()
+
+
+def test_certify_rejects_an_unreadable_known_deviations_file(tmp_path):
+    assert_usage_error(run_cli("certify", "seed", "--known-deviations", tmp_path / "none.toml",
+                               "--report-dir", tmp_path / "r"),
+                       "cannot read known-deviations file", "No such file")
+    assert_usage_error(run_cli("certify", "seed", "--known-deviations", tmp_path,
+                               "--report-dir", tmp_path / "r"),
+                       "cannot read known-deviations file", str(tmp_path))
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\xff\xfe\x00deviation")
+    assert_usage_error(run_cli("certify", "seed", "--known-deviations", binary,
+                               "--report-dir", tmp_path / "r"), str(binary))
+
+
+# ---------------------------------------------------------------------------------------------
+# Report files: baselines for compare / certify --baseline, shards for merge
+# ---------------------------------------------------------------------------------------------
+def _bad_reports(tmp_path: Path) -> list[tuple[Path, tuple[str, ...]]]:
+    (tmp_path / "truncated.json").write_text('{"schema": "rmsprop-conformance/report/1", "ba')
+    (tmp_path / "other.json").write_text('{"schema": "something-else/1"}')
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "partial.json").write_text('{"schema": "rmsprop-conformance/report/1", '
+                                           '"backend": {"name": "seed"}}')
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "only-other").mkdir()
+    (tmp_path / "only-other" / "x.json").write_text('{"schema": "something-else/1"}')
+    return [
+        (tmp_path / "missing.json", ("cannot read report", "No such file")),
+        (tmp_path / "truncated.json", ("is not a conformance report",)),
+        (tmp_path / "other.json", ("is not a conformance report", "something-else/1")),
+        (tmp_path / "list.json", ("is not a conformance report",)),
+        (tmp_path / "partial.json", ("is not a complete conformance report",)),
+        (tmp_path / "empty", ("has no report JSON files",)),
+        (tmp_path / "only-other", ("no conformance report found",)),
+    ]
+
+
+def _seed_report(tmp_path: Path) -> Path:
+    doc = {"schema": "rmsprop-conformance/report/1", "backend": {"name": "seed"},
+           "verdict": "conformant", "counts": {}, "results": []}
+    path = tmp_path / "good" / "seed.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_compare_and_merge_reject_unreadable_reports(tmp_path):
+    good = _seed_report(tmp_path)
+    for path, fragments in _bad_reports(tmp_path):
+        assert_usage_error(run_cli("compare", path, good), str(path), *fragments)
+        assert_usage_error(run_cli("compare", good, path), str(path), *fragments)
+        assert_usage_error(run_cli("merge", good, path, "-o", tmp_path / "merged"), str(path),
+                           *fragments)
+    assert not (tmp_path / "merged").exists()
+
+
+def test_certify_rejects_an_unreadable_baseline_before_running(tmp_path):
+    for path, fragments in _bad_reports(tmp_path):
+        proc = run_cli("certify", "seed", "--baseline", path, "--report-dir", tmp_path / "r")
+        assert_usage_error(proc, str(path), *fragments)
+        assert "certifying" not in proc.stdout
+    assert not (tmp_path / "r").exists()
+
+
+def test_merge_rejects_an_unwritable_output(tmp_path):
+    good = _seed_report(tmp_path)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert_usage_error(run_cli("merge", good.parent, "-o", blocker / "out"), "cannot be written")
+
+
+# ---------------------------------------------------------------------------------------------
+# repro
+# ---------------------------------------------------------------------------------------------
+def test_repro_rejects_missing_and_malformed_files(tmp_path):
+    assert_usage_error(run_cli("repro", tmp_path / "none.json"), "cannot read", "none.json")
+    cases = {
+        "truncated.json": '{"property": "P1", "ca',
+        "no-property.json": '{"backend": "seed", "case": null}',
+        "unknown-property.json": '{"backend": "seed", "property": "P99", "case": null}',
+        "bad-case.json": '{"backend": "seed", "property": "P1", "case": {"hp": 3}}',
+    }
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text)
+        assert_usage_error(run_cli("repro", tmp_path / name), "is not a counterexample file",
+                           name)
+
+
+def test_repro_rejects_a_backend_it_cannot_load(tmp_path):
+    path = tmp_path / "cx.json"
+    path.write_text('{"backend": "no_such_module_xyz:B", "property": "P13", "case": null}')
+    assert_usage_error(run_cli("repro", path), "cannot import module 'no_such_module_xyz'")
+    assert_usage_error(run_cli("repro", path, "--backend", "nope"), "unknown backend 'nope'")
+
+
+# ---------------------------------------------------------------------------------------------
+# list
+# ---------------------------------------------------------------------------------------------
+def test_list_shows_every_builtin_backend_with_its_availability():
+    proc = run_cli("list")
+    assert proc.returncode == 0, proc.stderr
+    heads = {line.split(": ")[0]: line.split(": ", 1)[1]
+             for line in proc.stdout.splitlines() if not line.startswith(" ")}
+    assert set(BUILTINS) <= set(heads)
+    for name in BUILTINS:
+        assert heads[name].split(" ")[0] in ("available", "unavailable"), heads[name]
+    assert heads["seed"] == "available"
+
+
+def test_list_json_is_machine_readable():
+    proc = run_cli("list", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    by_name = {r["name"]: r for r in rows}
+    assert set(BUILTINS) <= set(by_name)
+    for row in rows:
+        assert isinstance(row["available"], bool)
+        assert row["available"] or row["reason"], row
+    assert by_name["seed"]["available"]
+    assert by_name["seed"]["profile"] == "seed"
+    assert set(by_name["seed"]["dtypes"]) == {"float32", "float64"}
+
+
+def test_list_reports_a_backend_whose_capabilities_raise_as_unavailable():
+    proc = run_cli("list", "--json", "tests.bad_backends:CapabilitiesRaise", "seed")
+    assert proc.returncode == 0, proc.stderr
+    bad, seed = json.loads(proc.stdout)
+    assert bad == {"name": "tests.bad_backends:CapabilitiesRaise", "available": False,
+                   "reason": "RuntimeError: cannot query the device"}
+    assert seed["available"]
+
+
+def test_console_script_finds_a_module_in_the_working_directory(tmp_path):
+    """A fork certifies ``my_fork.optim:MyRMSprop`` from its checkout, without installing it."""
+    assert SCRIPT.exists(), f"{SCRIPT}: the package's console script is not installed"
+    (tmp_path / "my_fork_pkg").mkdir()
+    (tmp_path / "my_fork_pkg" / "__init__.py").write_text("")
+    (tmp_path / "my_fork_pkg" / "optim.py").write_text(
+        "from implementations.seed import SeedBackend as MyRMSprop\n")
+    proc = run_cli("list", "my_fork_pkg.optim:MyRMSprop", cwd=tmp_path, script=True,
+                   env={"PYTHONPATH": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("my_fork_pkg.optim:MyRMSprop: available"), proc.stdout
