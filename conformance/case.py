@@ -38,7 +38,7 @@ def materialize(a: np.ndarray, layout: str) -> np.ndarray:
     """``a``'s values held in ``layout`` (same shape, same values, other strides)."""
     a = np.asarray(a)
     if layout == "contiguous" or a.ndim == 0 or a.size == 0:
-        return np.ascontiguousarray(a)
+        return np.array(a, order="C")  # not ascontiguousarray: it makes 0-d arrays 1-d
     if layout == "transposed":
         # Row-major storage of the reversed axes: the logical array is a transposed view.
         return np.ascontiguousarray(a.T).T
@@ -50,7 +50,7 @@ def materialize(a: np.ndarray, layout: str) -> np.ndarray:
         return view
     if layout == "channels_last":
         if a.ndim != 4:
-            return np.ascontiguousarray(a)
+            return np.array(a, order="C")
         # NCHW logical shape stored as NHWC.
         return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
     raise ValueError(f"unknown layout {layout!r}; allowed: {', '.join(LAYOUTS)}")

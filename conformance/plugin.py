@@ -123,7 +123,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # Collect the suite: alone when the user named no paths, beside them otherwise.
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         config.args[:] = [str(SUITE_DIR)]
-    elif str(SUITE_DIR) not in config.args:
+    elif not any(str(Path(a.split("::")[0]).resolve()).startswith(str(SUITE_DIR))
+                 for a in config.args):
         config.args.append(str(SUITE_DIR))
 
 

@@ -20,7 +20,7 @@ _READABLE_MAX = 16
 def array_to_json(a: np.ndarray | None) -> dict[str, Any] | None:
     if a is None:
         return None
-    a = np.ascontiguousarray(a)
+    a = np.array(a, order="C")  # not ascontiguousarray: it makes 0-d arrays 1-d
     le = a.astype(a.dtype.newbyteorder("<")) if a.dtype.byteorder == ">" else a
     out: dict[str, Any] = {
         "dtype": dtype_name(a.dtype),
