@@ -1,0 +1,188 @@
+"""Backends that raise, return garbage, hang, leak, flake or kill their process
+(tests/bad_backends.py): certification reports the affected properties as errors or failures,
+with the reason, runs the others, and still writes a complete report; interrupting it never
+leaves a torn report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import REPO, run_cli
+
+# What bad_backends._Bad declares (float64; lr_schedule, state_readout) makes these properties
+# testable, each on one target (float64, cpu); everything else is unsupported.
+TESTABLE = {"P1", "P2", "P3", "P4", "P5", "P6", "P11", "P12"}
+SCHEDULE_ONLY = TESTABLE - {"P3"}  # properties whose cases never carry a learning-rate schedule
+
+
+def certify(tmp_path: Path, *names: str, timeout: float = 2, extra: tuple[str, ...] = ()
+            ) -> tuple[subprocess.CompletedProcess[str], Path]:
+    out = tmp_path / "reports"
+    proc = run_cli("certify", *names, "--profile", "quick", "--seed", "0", "--report-dir", out,
+                   "--example-timeout", timeout, "-n", "1", *extra, cwd=tmp_path, timeout=180)
+    return proc, out
+
+
+def load_complete(path: Path) -> dict:
+    """The report at ``path``, checked to be complete and self-consistent."""
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert doc["schema"] == "rmsprop-conformance/report/1"
+    counts = {s: sum(r["status"] == s for r in doc["results"])
+              for s in ("pass", "fail", "known", "error", "unsupported")}
+    assert doc["counts"] == counts
+    bad = counts["fail"] + counts["error"]
+    assert doc["verdict"] == ("nonconformant" if bad or doc["interrupted"] else "conformant")
+    return doc
+
+
+def statuses(doc: dict) -> dict[str, tuple[str, str]]:
+    """Property id → (status, message) of every tested (not unsupported) result."""
+    out = {}
+    for r in doc["results"]:
+        if r["status"] != "unsupported":
+            assert r["property"] not in out, "one target per property expected"
+            out[r["property"]] = (r["status"], r.get("message", ""))
+    return out
+
+
+# (backend, extra options, {property: (status, words in the message)}, properties that pass)
+MISBEHAVIOURS = [
+    ("Raises", (), {"P3": ("error", "bad.raises.run raised RuntimeError: this backend cannot")},
+     SCHEDULE_ONLY),
+    ("WrongShapes", (), {"P3": ("fail", "R14")}, SCHEDULE_ONLY),
+    ("WrongDtypes", (), {"P3": ("fail", "returned float32")}, SCHEDULE_ONLY),
+    ("NaNs", (), {"P4": ("fail", "R27")}, {"P6", "P12"}),
+    ("Sleeps", (), {"P3": ("error", "did not finish within 2 s")}, SCHEDULE_ONLY),
+    ("BusyLoops", (), {"P3": ("error", "did not finish within 2 s")}, SCHEDULE_ONLY),
+    ("Leaks", ("--memory-limit", "64"), {"P3": ("error", "resident memory grew")},
+     SCHEDULE_ONLY),
+    ("Flaky", (), {"P12": ("fail", "two runs of the same case differ")},
+     TESTABLE - {"P11", "P12"}),
+    ("Exits", (), {"P3": ("error", "process died")}, SCHEDULE_ONLY),
+]
+
+
+@pytest.mark.parametrize(("attr", "extra", "affected", "passing"), MISBEHAVIOURS,
+                         ids=[m[0] for m in MISBEHAVIOURS])
+def test_misbehaviour_is_reported_and_the_run_goes_on(tmp_path, attr, extra, affected, passing):
+    proc, out = certify(tmp_path, f"tests.bad_backends:{attr}", extra=extra)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback (most recent call last)" not in proc.stderr
+    reports = list(out.glob("bad.*.json"))
+    assert len(reports) == 1, reports
+    doc = load_complete(reports[0])
+    assert doc["verdict"] == "nonconformant" and doc["interrupted"] is False
+    found = statuses(doc)
+    assert set(found) == TESTABLE  # every testable target has a result: nothing was lost
+    for prop, (status, words) in affected.items():
+        assert found[prop][0] == status, (prop, found[prop])
+        assert words in found[prop][1], (prop, found[prop])
+    for prop in passing:
+        assert found[prop][0] == "pass", (prop, found[prop])
+    summary = (out / "summary.md").read_text()
+    assert f"`{doc['backend']['name']}`: failures" in summary
+    assert (out / "index.html").read_text().startswith("<!doctype html>")
+
+
+@pytest.mark.slow
+def test_backend_stuck_in_native_code_is_ended_by_the_watchdog(tmp_path):
+    """SIGALRM cannot reach it; the watchdog ends the worker (after 2 × limit + 10 s)."""
+    proc, out = certify(tmp_path, "tests.bad_backends:StuckInNative", timeout=1)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    found = statuses(load_complete(out / "bad.stuck_in_native.json"))
+    assert found["P3"][0] == "error" and "process died" in found["P3"][1]
+    assert all(found[p][0] == "pass" for p in SCHEDULE_ONLY), found
+
+
+def test_a_segfault_does_not_stop_the_next_backend(tmp_path):
+    proc, out = certify(tmp_path, "tests.bad_backends:Segfaults", "seed")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    found = statuses(load_complete(out / "bad.segfaults.json"))
+    assert set(found) == TESTABLE
+    assert found["P3"][0] == "error" and "process died" in found["P3"][1], found
+    assert all(found[p][0] == "pass" for p in SCHEDULE_ONLY), found
+    seed = load_complete(out / "seed.json")
+    assert seed["verdict"] == "conformant"
+    assert seed["counts"]["pass"] > 0 and seed["counts"]["error"] == 0
+    assert "bad.segfaults: nonconformant" in proc.stdout
+    assert "seed: conformant" in proc.stdout
+    summary = (out / "summary.md").read_text()
+    assert "`bad.segfaults`" in summary and "`seed`" in summary
+
+
+@pytest.mark.slow
+def test_a_backend_crashing_every_test_still_gets_every_result(tmp_path):
+    """Every call of AlwaysExits ends its process: more crashes than pytest-xdist restarts
+    workers by default; every target still gets its result."""
+    proc, out = certify(tmp_path, "tests.bad_backends:AlwaysExits")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    found = statuses(load_complete(out / "bad.always_exits.json"))
+    assert set(found) == TESTABLE
+    assert all(s == "error" and "process died" in m for s, m in found.values()), found
+
+
+# ---------------------------------------------------------------------------------------------
+# Interruptions
+# ---------------------------------------------------------------------------------------------
+def _start_stuck_run(tmp_path: Path) -> tuple[subprocess.Popen[str], Path, Path]:
+    """certify bad.sleeps with a long example timeout, returning once it is stuck in P3."""
+    out = tmp_path / "reports"
+    out.mkdir()
+    previous = out / "bad.sleeps.json"
+    previous.write_text(json.dumps({"schema": "rmsprop-conformance/report/1",
+                                    "backend": {"name": "bad.sleeps"}, "verdict": "conformant",
+                                    "previous": True}))
+    mark = tmp_path / "sleeping"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env.update(PYTHONPATH=str(REPO), BAD_BACKENDS_SLEEPING=str(mark))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conformance.cli", "certify", "tests.bad_backends:Sleeps",
+         "--profile", "quick", "--seed", "0", "--report-dir", str(out), "--example-timeout",
+         "600", "-n", "1"], cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, start_new_session=True)  # its own process group, as in a shell
+    deadline = time.monotonic() + 120
+    while not mark.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the run never reached P3"
+        time.sleep(0.1)
+    return proc, out, previous
+
+
+def _assert_no_torn_files(out: Path) -> None:
+    for path in out.glob("*.json"):
+        json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_ctrl_c_writes_a_report_marked_interrupted(tmp_path):
+    proc, out, previous = _start_stuck_run(tmp_path)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal (or a CI cancel) sends
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stdout + stderr
+    assert "interrupted" in stderr
+    assert "Traceback (most recent call last)" not in stderr
+    _assert_no_torn_files(out)
+    doc = load_complete(previous)
+    assert doc["interrupted"] is True and doc["verdict"] == "nonconformant"
+    found = statuses(doc)
+    assert found["P1"][0] == "pass"  # what ran before the interruption is kept
+    assert "P3" not in found or found["P3"][0] != "pass"
+    assert "(interrupted)" in (out / "summary.md").read_text()
+
+
+def test_sigterm_leaves_the_previous_report(tmp_path):
+    proc, out, previous = _start_stuck_run(tmp_path)
+    before = previous.read_bytes()
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    _assert_no_torn_files(out)
+    assert previous.read_bytes() == before
