@@ -577,7 +577,7 @@ def _draw_schedule(draw: st.DrawFn, n: int, base: float) -> tuple[float, ...]:
 # Starting states
 # --------------------------------------------------------------------------------------------------
 def states(params: Sequence[np.ndarray], hp: HParams, *,
-           max_step: int = 1000) -> st.SearchStrategy[tuple[ParamState, ...]]:
+           max_step: int = 4096) -> st.SearchStrategy[tuple[ParamState, ...]]:
     """Valid starting states for ``params`` under ``hp`` (R14, R30), one per parameter.
 
     - ``step``: one count for all parameters (optax keeps a single count), in 0 … max_step;
@@ -612,7 +612,11 @@ def _min_step(hp: HParams) -> int:
 
 def _draw_states(draw: st.DrawFn, params: tuple[np.ndarray, ...], hp: HParams, min_step: int,
                  max_step: int) -> tuple[ParamState, ...]:
-    step = draw(_integers(min_step, max_step))
+    # Counts at the precision edges of low-precision step counters (bfloat16 counts exactly up
+    # to 256, float16 up to 2048) reveal a saturating counter (bug class 15) in one step.
+    edges = [k for k in (255, 256, 257, 2047, 2048, 2049) if min_step <= k <= max_step]
+    step = draw(st.one_of(_integers(min_step, max_step), st.sampled_from(edges))
+                if edges else _integers(min_step, max_step))
     _label("state step", step)
     if hp.bias_correction:
         prior = float(hp.alpha) ** step
