@@ -245,10 +245,8 @@ def test_centered_variance_never_turns_into_nan(backend):
     rng = np.random.default_rng(0)
     p = np.zeros(256, np.float32)
     grads = tuple(((1 + 1e-4 * rng.standard_normal(256)).astype(np.float32),) for _ in range(20))
-    case = Case(caps.hparams(centered=True, alpha=0.1), (p,), grads, device=device_of(caps))
-    # Finiteness only: near w = 0 the oracle's sqrt bound (spec.rmsprop._Arith.sqrt) misses the
-    # upward deviation sqrt(w + e) - sqrt(w), so K·bound is too tight to judge values here.
-    traj = backend.run(case)
+    traj = run_checked(backend, Case(caps.hparams(centered=True, alpha=0.1), (p,), grads,
+                                     device=device_of(caps)))
     # The hazard is real here: float32 v - ḡ² < 0 for the stored state at some step.
     assert any((s[0].square_avg - s[0].grad_avg * s[0].grad_avg < 0).any() for s in traj.states)
     assert all(np.isfinite(x[0]).all() for x in traj.params)
