@@ -25,14 +25,10 @@ class SeedBackend:
             dtypes=frozenset({"float32", "float64"}),
             features=frozenset({"lr_schedule", "multi_param", "state_readout", "state_load",
                                 "zero_size"}),
-            description="the seed tutorial's loop in NumPy, in the parameter's dtype",
         )
 
     def run(self, case: Case) -> Trajectory:
         hp = case.hp
-        if hp.weight_decay or hp.momentum or hp.centered or hp.maximize:
-            raise ValueError("the seed's loop is plain RMSProp: no weight_decay, momentum, "
-                             "centered or maximize")
         params = list(case.params)  # never written to: every step makes new arrays
         states = case.initial_state or [
             ParamState(0, np.full_like(p, hp.initial_square_avg)) for p in params]

@@ -18,6 +18,10 @@ import os
 import numpy as np
 import torch
 
+from conformance.backend import Capabilities
+from conformance.case import Case, Trajectory
+from spec.rmsprop import HParams, ParamState
+
 if not torch.cuda.is_available():
     # Without a GPU, Triton can only run kernels in its interpreter. It chooses between compiling
     # and interpreting from TRITON_INTERPRET (this version when @triton.jit wraps a function,
@@ -27,10 +31,6 @@ if not torch.cuda.is_available():
 
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
-
-from conformance.backend import Capabilities  # noqa: E402
-from conformance.case import Case, Trajectory  # noqa: E402
-from spec.rmsprop import HParams, ParamState  # noqa: E402
 
 __all__ = ["TritonBackend", "rmsprop_update"]
 
