@@ -143,9 +143,11 @@ def _html(docs: list[dict[str, Any]], report_dir: Path) -> str:
     more, and a backend that crashes, exits or hangs there must not take this process (and the
     verdict) with it. If the child fails, a plain page with the Markdown summary stands in."""
     try:
+        # The child imports the backends (module:attr) from where this process found them.
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)}
         out = subprocess.run([sys.executable, "-c", _RENDER, str(report_dir)],
                              input=json.dumps(docs, default=str), capture_output=True,
-                             text=True, timeout=_HTML_TIMEOUT, check=False)
+                             text=True, timeout=_HTML_TIMEOUT, check=False, env=env)
         why = f"the renderer ended with code {out.returncode}: {out.stderr.strip()[-500:]}"
         if out.returncode == 0:
             return out.stdout
