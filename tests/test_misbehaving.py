@@ -186,3 +186,20 @@ def test_sigterm_leaves_the_previous_report(tmp_path):
     assert proc.returncode != 0
     _assert_no_torn_files(out)
     assert previous.read_bytes() == before
+
+
+def test_a_backend_that_kills_the_picture_leaves_the_reports(tmp_path):
+    """index.html runs every backend once more (the seed's picture), in a child process: a
+    backend that ends its process there costs the picture, not the reports or this process."""
+    from conformance import report
+
+    doc = {"backend": {"name": "bad.always_exits", "spec": "tests.bad_backends:AlwaysExits",
+                       "capabilities": {"profile": "seed"}},
+           "verdict": "conformant", "interrupted": False, "results": [],
+           "counts": dict.fromkeys(report.STATUSES, 0)}
+    report.write_summaries(tmp_path, [doc])
+    page = (tmp_path / "index.html").read_text()
+    assert page.startswith("<!doctype html>")
+    assert "could not be rendered (the renderer ended with code 1" in page
+    assert "`bad.always_exits`" in page  # the Markdown summary stands in
+    assert "`bad.always_exits`" in (tmp_path / "summary.md").read_text()
