@@ -256,6 +256,7 @@ class Compiled(_TorchRMSprop):
 
     def __init__(self) -> None:
         self._slots: collections.OrderedDict[tuple, _Slot] = collections.OrderedDict()
+        self._current: _Slot | None = None  # the slot of the case being run
 
     def _session(self, case: Case, kwargs: dict[str, Any], device: torch.device
                  ) -> tuple[torch.optim.RMSprop, list[torch.Tensor]]:
