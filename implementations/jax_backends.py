@@ -89,7 +89,7 @@ def _unavailable() -> dict[str, str]:
 
 def _features_used(case: Case) -> set[str]:
     hp = case.hp
-    used = {name for name, on in (
+    return {name for name, on in (
         ("weight_decay", hp.weight_decay > 0),
         ("momentum", hp.momentum > 0),
         ("nesterov", hp.nesterov and hp.momentum > 0),  # no effect without momentum (spec)
@@ -103,7 +103,6 @@ def _features_used(case: Case) -> set[str]:
         ("layouts", any(case.layout_of(i) != "contiguous" for i in range(len(case.params)))),
         ("zero_size", any(p.ndim == 0 or p.size == 0 for p in case.params)),
     ) if on}
-    return used
 
 
 def _check_case(name: str, caps: Capabilities, case: Case) -> None:
