@@ -172,15 +172,20 @@ def cmd_certify(args: argparse.Namespace) -> int:
         print(f"[{n}/{len(loaded)}] certifying {name} (profile {args.profile})", flush=True)
         # Each backend runs in its own pytest process (and its examples in xdist workers), so a
         # backend that crashes or hangs cannot take the others down.
-        returncode = _run_pytest(pytest_command(name, args, report_dir))
         path = report_dir / f"{report.safe_name(backend.name)}.json"
-        if returncode in (2, 3, 4) or not path.exists():
-            print(f"  {name}: the pytest run ended with code {returncode}", file=sys.stderr)
+        previous = path.stat().st_mtime_ns if path.exists() else None
+        returncode = _run_pytest(pytest_command(name, args, report_dir))
+        # A report left by an earlier run must not stand in for this one.
+        fresh = path.exists() and path.stat().st_mtime_ns != previous
+        if returncode in (2, 3, 4) or not fresh:
+            print(f"  {name}: the pytest run ended with code {returncode}"
+                  + ("" if fresh else " without writing its report"), file=sys.stderr)
             if returncode == 2:  # interrupted: the previous report (if any) stays
                 return EXIT_FAIL
-        if path.exists():
+        if fresh:
             docs.append(report.load_report(path))
-    report.write_summaries(report_dir, docs)
+    if len(loaded) > 1 or len(docs) != 1:  # else the pytest run wrote them for this report
+        report.write_summaries(report_dir, docs)
     ok = len(docs) == len(loaded) and all(d["verdict"] == "conformant" for d in docs)
     for d in docs:
         print(f"{d['backend']['name']}: {d['verdict']} {d['counts']}")

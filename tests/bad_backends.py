@@ -13,6 +13,7 @@ import ctypes
 import ctypes.util
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -196,6 +197,18 @@ class CapabilitiesRaise(_Bad):
 
     def capabilities(self) -> Capabilities:
         raise RuntimeError("cannot query the device")
+
+
+class FailsInsidePytest(_Bad):
+    """capabilities() raises in the pytest run only (certify's own check passes): the run ends
+    without a report, as a broken pytest installation or plugin would."""
+
+    name = "bad.fails_inside_pytest"
+
+    def capabilities(self) -> Capabilities:
+        if "pytest" in Path(sys.argv[0]).parts:
+            raise RuntimeError("not in pytest")
+        return super().capabilities()
 
 
 class CapabilitiesWrongType(_Bad):

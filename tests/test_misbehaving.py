@@ -203,3 +203,18 @@ def test_a_backend_that_kills_the_picture_leaves_the_reports(tmp_path):
     assert "could not be rendered (the renderer ended with code 1" in page
     assert "`bad.always_exits`" in page  # the Markdown summary stands in
     assert "`bad.always_exits`" in (tmp_path / "summary.md").read_text()
+
+
+def test_a_report_left_by_an_earlier_run_does_not_stand_in(tmp_path):
+    out = tmp_path / "reports"
+    out.mkdir()
+    stale = out / "bad.fails_inside_pytest.json"
+    stale.write_text(json.dumps({
+        "schema": "rmsprop-conformance/report/1", "verdict": "conformant", "interrupted": False,
+        "backend": {"name": "bad.fails_inside_pytest", "capabilities": {"profile": "seed"}},
+        "counts": {"pass": 1, "fail": 0, "known": 0, "error": 0, "unsupported": 0},
+        "results": []}))
+    proc, _ = certify(tmp_path, "tests.bad_backends:FailsInsidePytest")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "without writing its report" in proc.stderr
+    assert "conformant" not in proc.stdout
