@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -74,6 +75,8 @@ time_limit: float | None = None
 # judged to leak; set by the runner, measured from ``memory_baseline``.
 memory_growth_limit: int | None = None
 memory_baseline: int = 0
+# Seconds spent inside backend.run in this process (the harness overhead is the rest).
+backend_seconds: float = 0.0
 
 
 def resident_bytes() -> int:
@@ -124,6 +127,8 @@ def _deadline(name: str) -> Iterator[None]:
 
 
 def call_backend(backend: Backend, caps: Capabilities, case: Case) -> Trajectory:
+    global backend_seconds  # noqa: PLW0603  (a per-process accumulator, read by the runner)
+    start = time.perf_counter()
     try:
         with _deadline(backend.name):
             traj = backend.run(case)
@@ -131,6 +136,8 @@ def call_backend(backend: Backend, caps: Capabilities, case: Case) -> Trajectory
         raise
     except Exception as exc:
         raise BackendError(f"{backend.name}.run raised {type(exc).__name__}: {exc}") from exc
+    finally:
+        backend_seconds += time.perf_counter() - start
     if memory_growth_limit is not None and memory_baseline:
         grown = resident_bytes() - memory_baseline
         if grown > memory_growth_limit:

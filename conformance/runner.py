@@ -115,6 +115,7 @@ def run_property(prop_id: str, target: Target) -> None:
     properties.time_limit = target.example_timeout
     properties.memory_growth_limit = target.memory_limit
     properties.memory_baseline = properties.resident_bytes()
+    backend_start = properties.backend_seconds
     try:
         if prop.strategy is None:
             _absorb(record, prop.check(target.backend, target.caps, None))
@@ -145,6 +146,7 @@ def run_property(prop_id: str, target: Target) -> None:
         raise
     finally:
         record["seconds"] = round(time.perf_counter() - start, 3)
+        record["backend_seconds"] = round(properties.backend_seconds - backend_start, 3)
     record["status"] = "pass"
 
 

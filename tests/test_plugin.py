@@ -1,0 +1,142 @@
+"""The pytest plugin certifies a backend defined outside this repository.
+
+A user's module in a temporary directory, run with plain ``pytest --backend module:attr``: test
+IDs, exit codes, the report, the counterexample and its replay, known deviations as xfail.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+BACKEND = textwrap.dedent('''
+    import numpy as np
+    from conformance.backend import Capabilities
+    from conformance.case import Trajectory
+    from spec.rmsprop import ParamState
+
+    SIGN = 1.0
+
+    class SeedLoop:
+        name = "my.seed"
+
+        def capabilities(self):
+            return Capabilities(profile="seed", dtypes={"float32", "float64"},
+                                features={"lr_schedule", "multi_param", "state_readout"})
+
+        def run(self, case):
+            hp = case.hp
+            params = list(case.params)
+            squares = [np.zeros_like(p) for p in params]
+            out = Trajectory.empty(with_state=True)
+            for k, grads in enumerate(case.grads):
+                for i, (x, g) in enumerate(zip(params, grads)):
+                    c = x.dtype.type
+                    with np.errstate(all="ignore"):
+                        squares[i] = c(hp.alpha) * squares[i] + (c(1) - c(hp.alpha)) * g * g
+                        step = c(case.lr_at(k)) * g / (np.sqrt(squares[i]) + c(hp.eps))
+                        params[i] = np.asarray(x - c(SIGN) * step)
+                out.append(params, [ParamState(k + 1, s) for s in squares])
+            return out
+
+    class SignError(SeedLoop):
+        name = "my.sign_error"
+
+        def run(self, case):
+            global SIGN
+            SIGN = -1.0
+            try:
+                return super().run(case)
+            finally:
+                SIGN = 1.0
+''')
+
+
+def _pytest(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=600, check=False)
+
+
+@pytest.fixture
+def user_dir(tmp_path: Path) -> Path:
+    (tmp_path / "mybackend.py").write_text(BACKEND)
+    return tmp_path
+
+
+def test_plain_pytest_certifies_an_outside_backend(user_dir: Path) -> None:
+    proc = _pytest(user_dir, "--backend", "mybackend:SeedLoop", "--conformance-profile",
+                   "quick", "--report-dir", "rep", "-v")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "test_oracle_match[my.seed-float32-cpu] PASSED" in proc.stdout
+    assert "test_oracle_match[my.seed-float16-cpu] SKIPPED" in proc.stdout
+    doc = json.loads((user_dir / "rep" / "my.seed.json").read_text())
+    assert doc["verdict"] == "conformant" and doc["counts"]["fail"] == 0
+    # Undeclared dtypes and features are unsupported (skipped), never passed.
+    status = {(r["name"], r["dtype"]): (r["status"], r.get("reason")) for r in doc["results"]}
+    assert status["oracle_match", "float32"] == ("pass", None)
+    assert status["oracle_match", "float16"] == ("unsupported", "dtype float16 not declared")
+    assert status["maximize", "float32"] == ("unsupported",
+                                             "feature(s) not declared: maximize")
+    assert doc["backend"]["spec"] == "mybackend:SeedLoop"
+    assert (user_dir / "rep" / "summary.md").exists() and (user_dir / "rep" / "index.html").exists()
+
+
+def test_a_broken_backend_fails_with_a_replayable_counterexample(user_dir: Path) -> None:
+    proc = _pytest(user_dir, "--backend", "mybackend:SignError", "--conformance-profile",
+                   "quick", "--report-dir", "rep", "-k", "oracle_match and float64")
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    assert "violates R21" in proc.stdout
+    doc = json.loads((user_dir / "rep" / "my.sign_error.json").read_text())
+    assert doc["verdict"] == "nonconformant"
+    failed = [r for r in doc["results"] if r["status"] == "fail"]
+    assert [(r["property"], r["dtype"], r["label"]) for r in failed] == [
+        ("P1", "float64", "semantic")]
+    replay = failed[0]["replay"].split()
+    assert replay[:2] == ["rmsprop-conformance", "repro"]
+    rerun = subprocess.run([sys.executable, "-m", "conformance.cli", "repro", replay[2]],
+                           cwd=user_dir, capture_output=True, text=True, timeout=120,
+                           check=False)
+    assert rerun.returncode == 1 and "REPRODUCED: violates R21" in rerun.stdout
+    assert "expected" in rerun.stdout and "observed" in rerun.stdout
+    # The correct backend does not reproduce it.
+    fixed = subprocess.run([sys.executable, "-m", "conformance.cli", "repro", replay[2],
+                            "--backend", "mybackend:SeedLoop"], cwd=user_dir,
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert fixed.returncode == 0 and "does not reproduce" in fixed.stdout
+
+
+def test_known_deviation_turns_the_failure_into_xfail(user_dir: Path) -> None:
+    (user_dir / "known.toml").write_text(textwrap.dedent('''
+        [[deviation]]
+        backend = "my.sign_error"
+        property = "oracle_match"
+        dtype = "float64"
+        reason = "sign flipped on purpose"
+
+        [[deviation]]
+        backend = "nobody"
+        property = "P1"
+        reason = "matches nothing"
+    '''))
+    proc = _pytest(user_dir, "--backend", "mybackend:SignError", "--conformance-profile",
+                   "quick", "--report-dir", "rep", "-k", "oracle_match and float64",
+                   "--known-deviations", "known.toml", "-rx")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "XFAIL" in proc.stdout and "known deviation: sign flipped on purpose" in proc.stdout
+    assert "known deviation matched no failure: nobody P1" in proc.stdout
+    doc = json.loads((user_dir / "rep" / "my.sign_error.json").read_text())
+    assert doc["verdict"] == "conformant"
+    assert [r["status"] for r in doc["results"] if r["dtype"] == "float64"] == ["known"]
+
+
+def test_usage_errors_name_the_problem(user_dir: Path) -> None:
+    proc = _pytest(user_dir, "--backend", "mybackend:Missing")
+    assert proc.returncode == 4
+    assert "module 'mybackend' has no attribute 'Missing'" in proc.stderr
+    proc = _pytest(user_dir, "--backend", "mybackend:SeedLoop", "--conformance-profile", "fast")
+    assert proc.returncode == 4 and "unknown profile" in proc.stderr
