@@ -5,7 +5,8 @@ each JAX backend, once with shape buckets (the default) and once without, starti
 empty JAX caches. Prints, per backend and mode: examples, compilations (traces counted by
 implementations.jax_backends.compilations), seconds, the share of that time spent tracing,
 lowering and compiling (JAX's own monitoring events), the median seconds of an example that
-compiled nothing, and the speed-up buckets give.
+compiled nothing, and the speed-up buckets give. Then the same for N cases that share one
+structure (flags, dtypes, shape bucket) and differ in every value: one compilation is expected.
 
     .venv/bin/python benchmarks/jax_compilations.py [N] [SEED]
 """
@@ -70,6 +71,25 @@ def random_case(rng: np.random.Generator, caps) -> Case:
                 grads=tuple(tuple(array(s) for s in shapes) for _ in range(n_steps)), lrs=lrs)
 
 
+def same_structure_case(rng: np.random.Generator, caps) -> Case:
+    """Every feature the backend has switched on, float32 and float64, sizes in one bucket."""
+    f = caps.features
+    hp = caps.hparams(
+        lr=float(10 ** rng.uniform(-4, 0)), alpha=float(rng.uniform(0.5, 0.999)),
+        eps=float(10 ** rng.uniform(-10, -3)),
+        momentum=float(rng.uniform(0.1, 0.95)) if "momentum" in f else 0.0,
+        centered="centered" in f, nesterov="nesterov" in f,
+        bias_correction="bias_correction" in f,
+        weight_decay=float(10 ** rng.uniform(-4, -1)) if "weight_decay" in f else 0.0)
+    sizes = rng.integers(1, 65, 2)
+    dts = (np.float32, np.float64)
+    n_steps = int(rng.integers(1, 9))
+    lrs = tuple(float(x) for x in 10 ** rng.uniform(-4, 0, n_steps))
+    return Case(hp=hp, params=tuple(rng.normal(size=n).astype(d) for n, d in zip(sizes, dts)),
+                grads=tuple(tuple(rng.normal(size=n).astype(d) for n, d in zip(sizes, dts))
+                            for _ in range(n_steps)), lrs=lrs)
+
+
 def measure(name: str, bucket: bool, cases: list[Case]) -> dict[str, float]:
     backend = type(load(name))(bucket_shapes=bucket)
     jax.clear_caches()
@@ -105,6 +125,14 @@ def main(n: int = 200, seed: int = 0) -> None:
         fewer = rows[False]["compilations"] / max(rows[True]["compilations"], 1)
         faster = rows[False]["seconds"] / rows[True]["seconds"]
         print(f"{'':32} buckets: {fewer:.1f}x fewer compilations, {faster:.1f}x faster")
+    print(f"\n{n} cases of one structure per backend (values, sizes <= 64 and step counts differ)")
+    for name in NAMES:
+        rng = np.random.default_rng(seed)
+        caps = load(name).capabilities()
+        r = measure(name, True, [same_structure_case(rng, caps) for _ in range(n)])
+        print(f"{name:32} {'yes':>7} {r['examples']:8d} {r['compilations']:8d} "
+              f"{r['seconds']:8.2f} {100 * r['compile_share']:7.1f}% "
+              f"{1e3 * r['warm_median']:14.2f}")
 
 
 if __name__ == "__main__":

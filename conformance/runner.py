@@ -152,6 +152,7 @@ def run_property(prop_id: str, target: Target) -> None:
 
 def _search(prop: Property, target: Target) -> None:
     strategy = prop.strategy(target.caps, target.dtype, target.device)
+    started = time.perf_counter()
 
     def example(case: Case) -> None:
         if target.aborted is not None:
@@ -163,6 +164,10 @@ def _search(prop: Property, target: Target) -> None:
             target.aborted = exc
         except PropertyFailure as failure:
             if failure.violation.rule != "R27" or prop.id == NONFINITE_OWNER:
+                # Before shrinking: how much search it took to find the first failure.
+                target.record.setdefault("first_failure", {
+                    "examples": target.record["examples"] + 1,
+                    "seconds": round(time.perf_counter() - started, 3)})
                 raise
             # A spurious non-finite value is P4's finding (R27); counting it here instead of
             # failing keeps this property testing its own rules on the remaining examples.
