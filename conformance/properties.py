@@ -358,9 +358,12 @@ def check_complex(backend: Backend, caps: Capabilities, case: Case) -> Outcome:
 
 
 def check_state(backend: Backend, caps: Capabilities, case: Case) -> Outcome:
-    """P11: state names/shapes/dtypes, the step counter (via P1's judgement), and save/load:
-    loading the state after k steps into a fresh optimizer and continuing equals not stopping."""
-    j, full = _judged("P11", backend, caps, case)
+    """P11: state names/shapes/dtypes, the step counter, and save/load: loading the state after
+    k steps into a fresh optimizer and continuing equals not stopping (R14, R15)."""
+    full = call_backend(backend, caps, case)
+    j = judge(case, full, state_dtypes=True)
+    if not j.ok:
+        _fail("P11", j, case)
     if not caps.supports("state_load") or case.n_steps < 2:
         return Outcome.of(j)
     k = case.n_steps // 2

@@ -182,7 +182,8 @@ State = tuple[ParamState, ...]
 
 class DtypeInfo(NamedTuple):
     unit_roundoff: float  # u = 2**-p: the largest relative error of one correctly rounded operation
-    tiny: float           # the smallest positive subnormal: absolute error allowance per operation
+    tiny: float           # the smallest positive normal number: absolute error allowance per
+                          # operation (covers gradual underflow and flush-to-zero, SPEC R31)
     max: float            # the largest finite value
 
 
@@ -196,7 +197,9 @@ def dtype_info(dtype: Any) -> DtypeInfo:
     import ml_dtypes  # noqa: PLC0415  (optional at import time: only bounds for bfloat16 need it)
 
     fi = ml_dtypes.finfo(dt) if dt.name == "bfloat16" else np.finfo(dt)
-    return DtypeInfo(float(fi.eps) / 2, float(fi.smallest_subnormal), float(fi.max))
+    # The smallest *normal* number, not subnormal: hardware and compilers commonly flush
+    # subnormal results to zero (XLA on CPU, GPUs in fast modes), an absolute error of up to it.
+    return DtypeInfo(float(fi.eps) / 2, float(fi.smallest_normal), float(fi.max))
 
 
 EXACT = DtypeInfo(0.0, 0.0, math.inf)
@@ -446,13 +449,23 @@ def _step_one(theta: np.ndarray, grad: np.ndarray, st: ParamState, hp: HParams, 
 
     if hp.momentum > 0:
         mu = A.const(hp.momentum)
-        inc = A.mul(eta, s) if hp.lr_in_momentum else s
+        inc = _lr_times(A, eta, g, d, s) if hp.lr_in_momentum else s
         buf = A.add(A.mul(mu, buf), inc)
         u = A.add(inc, A.mul(mu, buf)) if hp.nesterov else buf
         p = A.sub(p, u) if hp.lr_in_momentum else A.sub(p, A.mul(eta, u))
     else:
-        p = A.sub(p, A.mul(eta, s))
+        p = A.sub(p, _lr_times(A, eta, g, d, s))
     return (p, v, gbar, buf), t
+
+
+def _lr_times(A: _Arith, eta: _R, g: _R, d: _R, s: _R) -> _R:
+    """η·s, bounded for either order an implementation may use: η·(g/d) or (η·g)/d (the latter
+    rounds η·g first, which matters when it is subnormal)."""
+    first = A.mul(eta, s)
+    if A.u == 0.0:
+        return first
+    second = A.div(A.mul(eta, g), d)
+    return _R(first.v, np.maximum(first.e, second.e), first.o | second.o)
 
 
 def _resolve_lr(hp: HParams, lr: float | None) -> float:
