@@ -36,6 +36,8 @@ FEATURES: dict[str, str] = {
     "layouts": "non-contiguous parameters (transposed, strided, channels_last)",
     "zero_size": "zero-size and 0-d parameters",
     "reject_invalid": "invalid hyperparameters are rejected at construction (make_optimizer)",
+    "tensor_lr": "make_optimizer accepts lr as an array (the framework's tensor); one of the "
+                 "wrong shape or a negative one is rejected like a float",
 }
 
 

@@ -405,11 +405,15 @@ VALID_EDGES = (("lr", 0.0), ("eps", 0.0), ("momentum", 0.0), ("alpha", 0.0), ("a
                ("weight_decay", 0.0))
 
 
-def invalid_hparams(caps: Capabilities) -> list[tuple[str, float]]:
+def invalid_hparams(caps: Capabilities) -> list[tuple[str, Any]]:
     names = ["lr", "eps", "alpha"]
     names += [n for n, f in (("momentum", "momentum"), ("weight_decay", "weight_decay"))
               if caps.supports(f)]
-    return [(n, v) for n in names for v in INVALID_VALUES]
+    out: list[tuple[str, Any]] = [(n, v) for n in names for v in INVALID_VALUES]
+    if caps.supports("tensor_lr"):
+        # A tensor learning rate must be one element and obey the same range (bug class 16).
+        out += [("lr", np.array([1e-3, 1e-3])), ("lr", np.array(-1.0))]
+    return out
 
 
 def check_hparam_validation(backend: Any, caps: Capabilities, _case: Case | None = None
@@ -420,7 +424,7 @@ def check_hparam_validation(backend: Any, caps: Capabilities, _case: Case | None
             backend.make_optimizer({name: value})
         except Exception as exc:
             text = str(exc).lower()
-            if not any(s in text for s in SYNONYMS[name]) and repr(value) not in text:
+            if not any(s in text for s in SYNONYMS[name]) and str(value) not in text:
                 _fail("P13", Violation("R6", "value", f"{name}={value!r} was rejected, but the "
                                        f"error does not name it: {type(exc).__name__}: {exc}"),
                       None)

@@ -92,7 +92,9 @@ def raw_torch_kwargs(hparams: Mapping[str, Any]) -> dict[str, Any]:
     then rejects them itself).
     """
     out: dict[str, Any] = {}
-    for name, value in hparams.items():
+    for name, raw in hparams.items():
+        # An array hyperparameter is torch's Tensor form of it.
+        value = torch.from_numpy(raw) if isinstance(raw, np.ndarray) else raw
         if name in TORCH_NAMES:
             out[TORCH_NAMES[name]] = value
         elif name in TORCH_CONVENTIONS:

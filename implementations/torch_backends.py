@@ -50,6 +50,7 @@ __all__ = ["Capturable", "Compiled", "Differentiable", "ForLoop", "Foreach", "Te
 FEATURES = frozenset({
     "weight_decay", "momentum", "centered", "maximize", "lr_schedule", "multi_param",
     "mixed_dtypes", "state_readout", "state_load", "layouts", "zero_size", "reject_invalid",
+    "tensor_lr",
 })
 
 

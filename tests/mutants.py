@@ -45,6 +45,7 @@ State = dict[str, Tensor]
 FEATURES = frozenset({
     "weight_decay", "momentum", "centered", "maximize", "lr_schedule", "multi_param",
     "mixed_dtypes", "state_readout", "state_load", "layouts", "zero_size", "reject_invalid",
+    "tensor_lr",
 })
 
 # torch.optim.RMSprop's defaults and its constructor's messages, in its order of checks.
