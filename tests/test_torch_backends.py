@@ -302,6 +302,21 @@ def test_capabilities() -> None:
             tb.Capturable().run(make_case())
 
 
+@pytest.mark.xfail(strict=True, reason="torch finding: load_state_dict casts floating-point "
+                   "state to the parameter's dtype but not complex state (is_floating_point() is "
+                   "False for complex), so a complex128 state stays complex128 on complex64 "
+                   "parameters and the next step raises")
+@pytest.mark.parametrize("foreach", [False, True])
+def test_torch_load_state_dict_casts_complex_state(foreach: bool) -> None:
+    p = torch.zeros(3, dtype=torch.complex64)
+    opt = torch.optim.RMSprop([p], momentum=0.5, centered=True, foreach=foreach)
+    sd = opt.state_dict()
+    sd["state"] = {0: {"step": torch.tensor(3.0),
+                       **{n: torch.ones(3, dtype=torch.complex128) for n in FIELDS}}}
+    opt.load_state_dict(sd)
+    assert [opt.state[p][n].dtype for n in FIELDS] == [torch.complex64] * 3
+
+
 # ---------------------------------------------------------------------------------------------
 # torch.compile
 # ---------------------------------------------------------------------------------------------
