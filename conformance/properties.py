@@ -340,7 +340,10 @@ def check_maximize(backend: Backend, caps: Capabilities, case: Case) -> Outcome:
 def _real_view(case: Case) -> Case | None:
     if case.hp.complex_mode != "real_pairs" or case.initial_state is not None:
         return None
-    view = lambda a: np.stack([a.real, a.imag], axis=-1)  # noqa: E731
+
+    def view(a: np.ndarray) -> np.ndarray:
+        return np.stack([a.real, a.imag], axis=-1) if np.iscomplexobj(a) else a
+
     return case.replace(params=tuple(view(p) for p in case.params),
                         grads=tuple(tuple(view(g) for g in gs) for gs in case.grads),
                         layouts=None)

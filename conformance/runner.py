@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from hypothesis import given, reject, seed, settings
+from hypothesis.errors import Flaky
 
 from conformance import properties, serialize
 from conformance.backend import Backend, Capabilities
@@ -31,6 +32,7 @@ from conformance.properties import (
     unsupported_reason,
 )
 from conformance.strategies import settings_for
+from conformance.tolerance import Violation
 
 RECORD_KEY = "rmsprop_conformance"
 NONFINITE_OWNER = "P4"  # the property that reports spurious non-finite values (R27)
@@ -52,6 +54,7 @@ class Target:
     example_timeout: float | None = None
     memory_limit: int | None = None
     aborted: BackendTimeout | None = None
+    last_failure: PropertyFailure | None = None
 
 
 def new_record(prop: Property, backend: Backend, dtype: str | None, device: str) -> dict:
@@ -139,11 +142,22 @@ def run_property(prop_id: str, target: Target) -> None:
     except BackendError as exc:
         record.update(status="error", message=str(exc))
         raise
-    except Exception:
+    except Flaky as exc:
         if target.aborted is not None:  # Hypothesis complains that the failure went away
             record.update(status="error", message=str(target.aborted))
             raise target.aborted from None
-        raise
+        # The same case failed once and passed when tried again: not deterministic (R25).
+        seen = target.last_failure
+        violation = Violation("R25", "value", "the same case gave different results on "
+                              "different runs (Hypothesis could not reproduce its failure: "
+                              f"{str(exc).splitlines()[0]}); first failure: "
+                              + (seen.violation.describe() if seen else "-"))
+        failure = PropertyFailure(prop.id, violation, seen.case if seen else None, "semantic")
+        path = save_counterexample(target, prop, failure)
+        record.update(status="fail", label="semantic", rule="R25",
+                      message=violation.describe(), counterexample=str(path),
+                      replay=replay_command(path))
+        raise failure from None
     finally:
         record["seconds"] = round(time.perf_counter() - start, 3)
         record["backend_seconds"] = round(properties.backend_seconds - backend_start, 3)
@@ -168,6 +182,7 @@ def _search(prop: Property, target: Target) -> None:
                 target.record.setdefault("first_failure", {
                     "examples": target.record["examples"] + 1,
                     "seconds": round(time.perf_counter() - started, 3)})
+                target.last_failure = failure
                 raise
             # A spurious non-finite value is P4's finding (R27); counting it here instead of
             # failing keeps this property testing its own rules on the remaining examples.
