@@ -87,6 +87,7 @@ def _png(fig: Any) -> str:
 
 def _distribution(docs: list[dict[str, Any]]) -> str:
     import matplotlib
+    import matplotlib.lines
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -97,16 +98,21 @@ def _distribution(docs: list[dict[str, Any]]) -> str:
     if not dts:
         return "<p>No ratios recorded.</p>"
     fig, axes = plt.subplots(1, len(dts), figsize=(3.2 * len(dts), 2.6), squeeze=False)
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = {d["backend"]["name"]: cycle[n % len(cycle)] for n, d in enumerate(docs)}
     for ax, dt in zip(axes[0], dts):
         for d in docs:
             xs = [x for r in d["results"] if r["dtype"] == dt for x in r.get("ratio_samples", [])]
-            xs = [x for x in xs if x > 0]
+            xs = [max(x, 1e-12) for x in xs if x > 0]  # clip: 1e-300 would squash the axis
             if xs:
-                ax.hist(np.log10(xs), bins=30, histtype="step", label=d["backend"]["name"])
+                ax.hist(np.log10(xs), bins=30, histtype="step", label=d["backend"]["name"],
+                        color=colours[d["backend"]["name"]])
         ax.axvline(np.log10(K), color="red", lw=1)
         ax.set_title(dt, fontsize=9)
         ax.set_xlabel("log10(|impl − exact| / bound)", fontsize=8)
-    axes[0][-1].legend(fontsize=6)
+    handles = [matplotlib.lines.Line2D([], [], color=c) for c in colours.values()]
+    fig.legend(handles, list(colours), fontsize=7, loc="upper center", ncol=len(colours),
+               bbox_to_anchor=(0.5, 1.08))
     html = _png(fig)
     plt.close(fig)
     return html
