@@ -184,8 +184,9 @@ def cmd_certify(args: argparse.Namespace) -> int:
                 return EXIT_FAIL
         if fresh:
             docs.append(report.load_report(path))
-    if len(loaded) > 1 or len(docs) != 1:  # else the pytest run wrote them for this report
-        report.write_summaries(report_dir, docs)
+    # summary.md and index.html cover every report in the directory (earlier runs' backends
+    # side by side with this run's); the verdict and exit code only this run's backends.
+    report.write_summaries(report_dir, _all_reports(report_dir, docs))
     ok = len(docs) == len(loaded) and all(d["verdict"] == "conformant" for d in docs)
     for d in docs:
         print(f"{d['backend']['name']}: {d['verdict']} {d['counts']}")
@@ -197,6 +198,21 @@ def cmd_certify(args: argparse.Namespace) -> int:
         print(text)
         return EXIT_FAIL if diff.regressions else EXIT_OK
     return EXIT_OK if ok else EXIT_FAIL
+
+
+def _all_reports(report_dir: Path, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from conformance import report
+
+    mine = {d["backend"]["name"] for d in docs}
+    others = []
+    for path in sorted(report_dir.glob("*.json")):
+        try:
+            doc = report.load_report(path)
+        except (OSError, ValueError):
+            continue  # not a report of ours
+        if doc.get("backend", {}).get("name") not in mine:
+            others.append(doc)
+    return docs + others
 
 
 def _load(path: str) -> dict[str, dict[str, Any]]:
