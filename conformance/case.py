@@ -35,13 +35,13 @@ def dtype_name(dtype: np.dtype) -> str:
 
 
 def materialize(a: np.ndarray, layout: str) -> np.ndarray:
-    """``a``'s values held in ``layout`` (same shape, same values, other strides)."""
+    """A fresh copy of ``a``'s values held in ``layout`` (same shape, other strides)."""
     a = np.asarray(a)
     if layout == "contiguous" or a.ndim == 0 or a.size == 0:
         return np.array(a, order="C")  # not ascontiguousarray: it makes 0-d arrays 1-d
     if layout == "transposed":
         # Row-major storage of the reversed axes: the logical array is a transposed view.
-        return np.ascontiguousarray(a.T).T
+        return np.array(a.T, order="C").T
     if layout == "strided":
         # Every other element along the last axis of a twice-as-wide buffer.
         buf = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), dtype=a.dtype)
@@ -52,7 +52,7 @@ def materialize(a: np.ndarray, layout: str) -> np.ndarray:
         if a.ndim != 4:
             return np.array(a, order="C")
         # NCHW logical shape stored as NHWC.
-        return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+        return np.array(a.transpose(0, 2, 3, 1), order="C").transpose(0, 3, 1, 2)
     raise ValueError(f"unknown layout {layout!r}; allowed: {', '.join(LAYOUTS)}")
 
 

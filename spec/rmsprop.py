@@ -258,6 +258,8 @@ class _Arith:
         with np.errstate(invalid="ignore", over="ignore"):
             v = x.v * y.v
             e = np.abs(x.v) * y.e + np.abs(y.v) * x.e + x.e * y.e
+            # 0 times an unbounded error (lr = 0 with an unbounded step) stays unbounded.
+            e = np.where(np.isnan(e) & ~np.isnan(v), np.inf, e)
             return self._round(v, e, x.o | y.o, v)
 
     def div(self, x: _R, y: _R) -> _R:
