@@ -27,6 +27,9 @@ code,pre{background:#f6f6f6;padding:1px 4px}pre{padding:6px;white-space:pre-wrap
 """
 
 
+_VERDICT_CLASS = {"conformant": "pass", "unsupported": "unsupported"}
+
+
 def _cell(results: list[dict[str, Any]]) -> tuple[str, str]:
     if not results:
         return "", ""
@@ -148,7 +151,7 @@ def render(docs: list[dict[str, Any]], report_dir: Path | None = None) -> str:
         c = d["counts"]
         parts.append(f"<tr><td class=l><code>{escape(d['backend']['name'])}</code></td>"
                      f"<td>{escape(d['backend']['capabilities']['profile'])}</td>"
-                     f"<td class={'pass' if d['verdict'] == 'conformant' else 'fail'}>"
+                     f"<td class={_VERDICT_CLASS.get(d['verdict'], 'fail')}>"
                      f"{escape(d['verdict'])}{' (interrupted)' if d.get('interrupted') else ''}"
                      f"</td><td>{c['pass']}</td><td>{c['fail']}</td><td>{c['known']}</td>"
                      f"<td>{c['error']}</td><td>{c['unsupported']}</td></tr>")

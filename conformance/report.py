@@ -57,8 +57,14 @@ def environment() -> dict[str, Any]:
 
 
 def verdict(results: Iterable[dict[str, Any]], interrupted: bool = False) -> str:
-    bad = any(r["status"] in ("fail", "error") for r in results)
-    return "nonconformant" if bad or interrupted else "conformant"
+    """"nonconformant" on any failure or error (or an interrupted run); "unsupported" when
+    nothing could be tested on this machine (never a pass); "conformant" otherwise."""
+    results = list(results)
+    if interrupted or any(r["status"] in ("fail", "error") for r in results):
+        return "nonconformant"
+    if not any(r["status"] in ("pass", "known") for r in results):
+        return "unsupported"
+    return "conformant"
 
 
 def counts(results: Iterable[dict[str, Any]]) -> dict[str, int]:
@@ -168,7 +174,7 @@ def markdown(docs: list[dict[str, Any]]) -> str:
               "|---|---|---|---:|---:|---:|---:|---:|"]
     for d in docs:
         c = d["counts"]
-        mark = "✅" if d["verdict"] == "conformant" else "❌"
+        mark = {"conformant": "✅", "unsupported": "⚪"}.get(d["verdict"], "❌")
         lines.append(f"| `{d['backend']['name']}` | {d['backend']['capabilities']['profile']} | "
                      f"{mark} {d['verdict']}{' (interrupted)' if d.get('interrupted') else ''} | "
                      f"{c['pass']} | {c['fail']} | {c['known']} | {c['error']} | "
