@@ -25,7 +25,6 @@ import ml_dtypes
 import numpy as np
 import torch
 
-from conformance.case import Case
 from spec.rmsprop import HParams, ParamState
 
 ALL_DTYPES = frozenset({"float16", "bfloat16", "float32", "float64", "complex64", "complex128"})
@@ -128,15 +127,6 @@ def _from_numpy(a: np.ndarray) -> torch.Tensor:
 def _contiguous(a: np.ndarray) -> np.ndarray:
     # np.ascontiguousarray turns a 0-d array into shape (1,); keep the shape.
     return np.ascontiguousarray(a).reshape(a.shape)
-
-
-def materialized_params(case: Case) -> list[np.ndarray]:
-    """``case.materialized_params()`` with each array's shape restored to its parameter's.
-
-    ``conformance.case.materialize`` returns 0-d parameters with shape (1,) (via
-    ``np.ascontiguousarray``); reshaping to the parameter's own shape keeps every layout.
-    """
-    return [m.reshape(p.shape) for m, p in zip(case.materialized_params(), case.params)]
 
 
 def element_strides(a: np.ndarray) -> tuple[int, ...]:

@@ -145,8 +145,7 @@ class _Packing:
         out = []
         for arr, shape, size, dtype, bshape in zip(arrays, self.shapes, self.sizes, self.dtypes,
                                                    self.buckets):
-            # reshape: materialize() gives 0-d parameters back as 1-d (np.ascontiguousarray).
-            a = np.asarray(arr).reshape(shape)
+            a = np.asarray(arr)
             a = -a if negate else a
             if bshape != shape:
                 buf = np.zeros(bshape, dtype=dtype)

@@ -232,19 +232,6 @@ def _initial_state(param: np.ndarray, hp: HParams, loaded: ParamState | None) ->
                       None if loaded.momentum_buffer is None else like(loaded.momentum_buffer))
 
 
-def _own_params(case: Case) -> list[np.ndarray]:
-    """The initial parameters in their layouts, in memory of our own (updated in place).
-
-    ``materialize`` may hand back the case's own array (a contiguous one) and turns 0-d arrays
-    into shape (1,): neither may leak into the update (R24, R29).
-    """
-    out = []
-    for held, given in zip(case.materialized_params(), case.params):
-        own = held.copy(order="K") if np.may_share_memory(held, given) else held
-        out.append(own.reshape(given.shape))
-    return out
-
-
 def _copy(state: ParamState) -> ParamState:
     return ParamState(state.step, *(None if x is None else x.copy() for x in state[1:]))
 
@@ -269,7 +256,7 @@ class NumbaBackend:
     def run(self, case: Case) -> Trajectory:
         hp = case.hp
         _check_hparams(hp)
-        params = _own_params(case)
+        params = case.materialized_params()
         loaded = case.initial_state or (None,) * len(params)
         states = [_initial_state(p, hp, s) for p, s in zip(params, loaded)]
         out = Trajectory.empty(with_state=True)

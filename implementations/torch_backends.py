@@ -34,7 +34,6 @@ from implementations._torch_common import (
     element_strides,
     grad_tensor,
     like,
-    materialized_params,
     raw_torch_kwargs,
     state_from_torch,
     state_to_torch,
@@ -118,7 +117,7 @@ class _TorchRMSprop:
     def _session(self, case: Case, kwargs: dict[str, Any], device: torch.device
                  ) -> tuple[torch.optim.RMSprop, list[torch.Tensor]]:
         """A fresh optimizer over fresh parameters holding the case's values and state."""
-        params = [self._param(to_torch(a, device)) for a in materialized_params(case)]
+        params = [self._param(to_torch(a, device)) for a in case.materialized_params()]
         kwargs = {**kwargs, "lr": self._lr_argument(kwargs["lr"], device)}
         opt = torch.optim.RMSprop(params, **kwargs, **self.flags)
         if case.initial_state is not None:
@@ -212,7 +211,7 @@ class _Slot:
     """
 
     def __init__(self, case: Case, kwargs: dict[str, Any], device: torch.device) -> None:
-        self.params = [to_torch(a, device) for a in materialized_params(case)]
+        self.params = [to_torch(a, device) for a in case.materialized_params()]
         self.lr = torch.zeros((), dtype=torch.float64, device=device)
         self.opt = torch.optim.RMSprop(self.params, **{**kwargs, "lr": self.lr}, foreach=False)
         for p in self.params:
@@ -229,7 +228,7 @@ class _Slot:
         group.update({k: v for k, v in kwargs.items() if k != "lr"})
         states = case.initial_state or init_state(case.params, case.hp)
         with torch.no_grad():
-            for p, a, st in zip(self.params, materialized_params(case), states):
+            for p, a, st in zip(self.params, case.materialized_params(), states):
                 p.copy_(to_torch(a, p.device))
                 self._fill(self.opt.state[p], st, p)
 
@@ -261,7 +260,7 @@ class Compiled(_TorchRMSprop):
 
     def _session(self, case: Case, kwargs: dict[str, Any], device: torch.device
                  ) -> tuple[torch.optim.RMSprop, list[torch.Tensor]]:
-        arrays = materialized_params(case)
+        arrays = case.materialized_params()
         key = (str(device), bool(kwargs["centered"]), kwargs["momentum"] > 0,
                tuple((a.dtype.name, a.shape, element_strides(a)) for a in arrays))
         slot = self._slots.get(key)

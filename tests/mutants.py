@@ -30,7 +30,6 @@ from implementations._torch_common import (
     check_state_matches,
     grad_tensor,
     like,
-    materialized_params,
     raw_torch_kwargs,
     state_from_torch,
     to_numpy,
@@ -96,7 +95,7 @@ class Reference:
         torch_kwargs(hp)  # the torch profile's conventions, or ValueError
         if case.device != "cpu":
             raise ValueError(f"{self.name} runs on the CPU only, not {case.device!r}")
-        params = [to_torch(a) for a in materialized_params(case)]
+        params = [to_torch(a) for a in case.materialized_params()]
         if case.initial_state is None:
             states = [self._init_state(p, hp) for p in params]
         else:
