@@ -236,10 +236,18 @@ class _Arith:
             o = o | (np.abs(v) + np.where(np.isinf(e), 0.0, e) > self.max)
         return _R(v, e, o)
 
-    def const(self, c: float, scale: float | None = None) -> _R:
-        """A constant rounded into the dtype; ``scale`` widens its error to u·scale."""
-        return self._round(np.float64(c), np.float64(0.0), np.bool_(False),
-                           c if scale is None else scale)
+    def const(self, c: float) -> _R:
+        """A constant rounded into the dtype: an error of up to u·|c|."""
+        return self._round(np.float64(c), np.float64(0.0), np.bool_(False), c)
+
+    def rounding_error(self, c: float) -> float:
+        """|fl(c) - c| for round-to-nearest into the dtype's precision (subnormals aside: the
+        per-operation allowance covers them)."""
+        if self.u == 0.0 or c == 0.0 or not math.isfinite(c):
+            return 0.0
+        bits = -math.log2(self.u)  # u = 2**-bits: bits of significand, the implicit one included
+        m, e = math.frexp(c)
+        return abs(math.ldexp(round(math.ldexp(m, int(bits))), e - int(bits)) - c)
 
     def add(self, x: _R, y: _R, sign: float = 1.0) -> _R:
         with np.errstate(invalid="ignore", over="ignore"):
@@ -401,9 +409,10 @@ def _step_one(theta: np.ndarray, grad: np.ndarray, st: ParamState, hp: HParams, 
     if hp.momentum > 0 and buf is None:
         raise ValueError("momentum > 0 needs momentum_buffer in the state")
 
-    # An implementation may hold alpha as given or as 1 - fl(1 - alpha) (lerp with weight
-    # 1 - alpha): either way alpha carries an error of up to u·(|alpha| + |1 - alpha|).
-    alpha = A.const(hp.alpha, scale=abs(hp.alpha) + abs(1.0 - hp.alpha))
+    # An implementation may hold alpha as fl(alpha) or as 1 - fl(1 - alpha) (lerp with weight
+    # 1 - alpha): alpha's error is the larger of the two roundings (0 when both are exact).
+    a = float(hp.alpha)
+    alpha = _R(a, max(A.rounding_error(a), A.rounding_error(1.0 - a)) + A.tiny)
     one_minus_alpha = A.sub(A.const(1.0), alpha)
     eta = A.const(lr)
 
