@@ -234,6 +234,28 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_FAIL if diff.regressions else EXIT_OK
 
 
+def cmd_parity(args: argparse.Namespace) -> int:
+    from conformance import parity, report
+
+    backends = []
+    for name in args.backends:
+        try:
+            backends.append(registry.load(name))
+        except registry.BackendLoadError as exc:
+            raise UsageError(str(exc)) from None
+    if len(backends) < 2:
+        raise UsageError("parity compares code paths: name at least two backends")
+    rows = parity.parity(backends, n_cases=args.cases, seed=args.seed)
+    text = parity.markdown(rows)
+    print(text, end="")
+    if args.report_dir:
+        out = Path(args.report_dir)
+        _check_writable(out)
+        report.atomic_write(out / "parity.md", text)
+        report.atomic_write(out / "parity.json", json.dumps(rows, indent=1) + "\n")
+    return EXIT_OK
+
+
 def cmd_merge(args: argparse.Namespace) -> int:
     from conformance import report
 
@@ -353,6 +375,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ratio-floor", type=float, default=0.1,
                    help="ignore ratio growth that stays below this")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("parity", help="P14: the same cases through several code paths")
+    p.add_argument("backends", nargs="+", metavar="NAME")
+    p.add_argument("--cases", type=int, default=30, help="cases per pair and dtype (default 30)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--report-dir", default=None, help="also write parity.md and parity.json")
+    p.set_defaults(func=cmd_parity)
 
     p = sub.add_parser("merge", help="merge shard report directories into one report")
     p.add_argument("dirs", nargs="+", metavar="DIR")
