@@ -197,9 +197,12 @@ def dtype_info(dtype: Any) -> DtypeInfo:
     import ml_dtypes  # noqa: PLC0415  (optional at import time: only bounds for bfloat16 need it)
 
     fi = ml_dtypes.finfo(dt) if dt.name == "bfloat16" else np.finfo(dt)
-    # The smallest *normal* number, not subnormal: hardware and compilers commonly flush
-    # subnormal results to zero (XLA on CPU, GPUs in fast modes), an absolute error of up to it.
-    return DtypeInfo(float(fi.eps) / 2, float(fi.smallest_normal), float(fi.max))
+    # float32/float64 (and bfloat16, which shares float32's range): the smallest *normal*
+    # number, because hardware and compilers commonly flush subnormal results to zero (XLA on
+    # CPU, GPUs in fast modes). float16 keeps its smallest subnormal: its arithmetic runs in
+    # float32, where float16's subnormals are normal numbers and nothing is flushed.
+    tiny = fi.smallest_subnormal if dt.name == "float16" else fi.smallest_normal
+    return DtypeInfo(float(fi.eps) / 2, float(tiny), float(fi.max))
 
 
 EXACT = DtypeInfo(0.0, 0.0, math.inf)
