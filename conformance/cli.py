@@ -140,7 +140,11 @@ def cmd_certify(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown profile {args.profile!r}; allowed: {', '.join(PROFILES)}")
     names = list(args.backends)
     if args.bundled:
-        names += [n for n in registry.BUILTINS if n not in names]
+        for name, why in registry.NOT_IN_BUNDLED.items():
+            if name not in names:
+                print(f"--bundled leaves out {name}: {why}; certify it by name")
+        names += [n for n in registry.BUILTINS
+                  if n not in names and n not in registry.NOT_IN_BUNDLED]
     if not names:
         raise UsageError("name at least one backend, or give --bundled")
     loaded = []

@@ -30,6 +30,13 @@ BUILTINS: dict[str, str] = {
 }
 
 
+# Bundled backends that --bundled leaves out, with the reason (certify them by name).
+NOT_IN_BUNDLED: dict[str, str] = {
+    "torch.compile": "compiles for every new structure and hyperparameter value (0.3-8 s per "
+                     "example on a CPU), hours with the ci profile",
+}
+
+
 class BackendLoadError(Exception):
     """A backend name or ``module:attr`` string that does not give a backend (usage error)."""
 
