@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 from hypothesis import HealthCheck, event, note, settings
 from hypothesis import strategies as st
+from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import InvalidArgument
 
 from conformance.backend import FEATURES, Capabilities
@@ -787,12 +789,19 @@ _CASES = st.composite(_draw_case)
 # --------------------------------------------------------------------------------------------------
 _SUPPRESS = (HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much)
 
+# quick and thorough keep an example database, so a counterexample found once is replayed first
+# next time (the CI recipe caches it). Stated explicitly: Hypothesis's own defaults turn the
+# database off and derandomise whenever a CI environment variable is set.
+_DATABASE = DirectoryBasedExampleDatabase(
+    os.path.join(os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY", ".hypothesis"), "examples"))
+
 SETTINGS_PROFILES: dict[str, settings] = {
-    "rmsprop-quick": settings(max_examples=10, deadline=None, suppress_health_check=_SUPPRESS),
+    "rmsprop-quick": settings(max_examples=10, deadline=None, derandomize=False,
+                              database=_DATABASE, suppress_health_check=_SUPPRESS),
     "rmsprop-ci": settings(max_examples=40, deadline=None, derandomize=True, print_blob=True,
                            database=None, suppress_health_check=_SUPPRESS),
-    "rmsprop-thorough": settings(max_examples=400, deadline=None,
-                                 suppress_health_check=_SUPPRESS),
+    "rmsprop-thorough": settings(max_examples=400, deadline=None, derandomize=False,
+                                 database=_DATABASE, suppress_health_check=_SUPPRESS),
 }
 for _name, _profile in SETTINGS_PROFILES.items():
     settings.register_profile(_name, _profile)
