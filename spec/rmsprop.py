@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from fractions import Fraction
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -243,14 +244,15 @@ class _Arith:
         """A constant rounded into the dtype: an error of up to u·|c|."""
         return self._round(np.float64(c), np.float64(0.0), np.bool_(False), c)
 
-    def rounding_error(self, c: float) -> float:
-        """|fl(c) - c| for round-to-nearest into the dtype's precision (subnormals aside: the
-        per-operation allowance covers them)."""
-        if self.u == 0.0 or c == 0.0 or not math.isfinite(c):
+    def rounding_error(self, c: Fraction) -> float:
+        """|fl(c) - c| for an exact ``c`` rounded to nearest into the dtype's precision
+        (subnormals aside: the per-operation allowance covers them)."""
+        if self.u == 0.0 or c == 0:
             return 0.0
-        bits = -math.log2(self.u)  # u = 2**-bits: bits of significand, the implicit one included
-        m, e = math.frexp(c)
-        return abs(math.ldexp(round(math.ldexp(m, int(bits))), e - int(bits)) - c)
+        bits = round(-math.log2(self.u))  # u = 2**-bits: significand bits, implicit one included
+        _, e = math.frexp(float(c))
+        ulp = Fraction(2) ** (e - bits)
+        return float(abs(round(c / ulp) * ulp - c))
 
     def add(self, x: _R, y: _R, sign: float = 1.0) -> _R:
         with np.errstate(invalid="ignore", over="ignore"):
@@ -414,8 +416,8 @@ def _step_one(theta: np.ndarray, grad: np.ndarray, st: ParamState, hp: HParams, 
 
     # An implementation may hold alpha as fl(alpha) or as 1 - fl(1 - alpha) (lerp with weight
     # 1 - alpha): alpha's error is the larger of the two roundings (0 when both are exact).
-    a = float(hp.alpha)
-    alpha = _R(a, max(A.rounding_error(a), A.rounding_error(1.0 - a)) + A.tiny)
+    a = Fraction(float(hp.alpha))  # exact: 1 - a must not be rounded before it is measured
+    alpha = _R(float(a), max(A.rounding_error(a), A.rounding_error(1 - a)) + A.tiny)
     one_minus_alpha = A.sub(A.const(1.0), alpha)
     eta = A.const(lr)
 
