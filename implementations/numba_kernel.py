@@ -34,6 +34,7 @@ from numba.extending import intrinsic
 
 from conformance.backend import Capabilities
 from conformance.case import Case, Trajectory
+from implementations._kernel_common import check_hparams
 from spec.rmsprop import HParams, ParamState
 
 __all__ = ["NumbaBackend", "rmsprop_update"]
@@ -145,18 +146,6 @@ def _kernel(fmt: int, weight_decay: bool, maximize: bool, centered: bool, moment
     return kernel
 
 
-def _check_hparams(hp: HParams) -> None:
-    torch_axes = HParams.from_profile("torch")
-    for name in ("eps_in_sqrt", "initial_square_avg", "lr_in_momentum", "weight_decay_mode",
-                 "maximize_order"):
-        value = getattr(hp, name)
-        if value != getattr(torch_axes, name):
-            raise ValueError(f"this kernel implements the torch profile; {name}={value!r} is not "
-                             "supported")
-    if hp.nesterov or hp.bias_correction:
-        raise ValueError("this kernel supports neither nesterov nor bias_correction")
-
-
 def _memory_order(a: np.ndarray) -> list[int]:
     """The axes of ``a`` from the outermost (largest stride) to the innermost."""
     return sorted(range(a.ndim), key=lambda ax: -abs(a.strides[ax]))
@@ -255,7 +244,7 @@ class NumbaBackend:
 
     def run(self, case: Case) -> Trajectory:
         hp = case.hp
-        _check_hparams(hp)
+        check_hparams(hp)
         params = case.materialized_params()
         loaded = case.initial_state or (None,) * len(params)
         states = [_initial_state(p, hp, s) for p, s in zip(params, loaded)]

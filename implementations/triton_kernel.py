@@ -20,6 +20,7 @@ import torch
 
 from conformance.backend import Capabilities
 from conformance.case import Case, Trajectory
+from implementations._kernel_common import check_hparams
 from spec.rmsprop import HParams, ParamState
 
 if not torch.cuda.is_available():
@@ -116,18 +117,6 @@ def _rmsprop_kernel(param_ptr, grad_ptr, square_avg_ptr, grad_avg_ptr, momentum_
     else:
         theta = theta - lr * s
     _store(param_ptr, offs, param_stride, mask, theta, STORAGE)
-
-
-def _check_hparams(hp: HParams) -> None:
-    torch_axes = HParams.from_profile("torch")
-    for name in ("eps_in_sqrt", "initial_square_avg", "lr_in_momentum", "weight_decay_mode",
-                 "maximize_order"):
-        value = getattr(hp, name)
-        if value != getattr(torch_axes, name):
-            raise ValueError(f"this kernel implements the torch profile; {name}={value!r} is not "
-                             "supported")
-    if hp.nesterov or hp.bias_correction:
-        raise ValueError("this kernel supports neither nesterov nor bias_correction")
 
 
 def _memory_order(t: torch.Tensor) -> list[int]:
@@ -263,7 +252,7 @@ class TritonBackend:
 
     def run(self, case: Case) -> Trajectory:
         hp = case.hp
-        _check_hparams(hp)
+        check_hparams(hp)
         device = torch.device("cpu" if case.device == INTERPRETER_DEVICE else case.device)
         params = [_to_torch(p, device) for p in case.materialized_params()]
         loaded = case.initial_state or (None,) * len(params)
