@@ -13,10 +13,10 @@ exactly as the Python floats of ordinary optax code do (a strongly typed float64
 silently promote float32 parameters to float64). The learning rate of each step is passed to
 that step (a traced scalar), so a schedule costs no compilation either. The structure is what
 changes the traced program: the flags (centered, momentum > 0, nesterov, bias_correction,
-weight_decay > 0), the dtypes and the shapes. Shapes are bucketed: each parameter is flattened
-and zero-padded to a power of two (at least 64, the harness's largest generated size), since
-every operation of RMSProp is element-wise; 0-d and zero-size parameters keep their shapes.
-``compilations()`` counts the traces (each trace is one compilation).
+weight_decay > 0) and the pytree of arrays. That pytree is bucketed (``_Packing``): the
+parameters of one dtype travel as one flat, zero-padded buffer of a power-of-two length, so a
+structure is the flags, the dtypes present and their bucket sizes, whatever the number and
+shapes of the parameters. ``compilations()`` counts the traces (each trace is one compilation).
 
 Layouts: a JAX array has no strides. A non-contiguous parameter (``case.materialized_params``)
 is copied into a device array with the same values, so layout invariance holds trivially; the
@@ -121,45 +121,63 @@ def _check_case(name: str, caps: Capabilities, case: Case) -> None:
         raise NotImplementedError(f"{name} does not support {', '.join(missing)}")
 
 
-def _bucket_shape(shape: tuple[int, ...], size: int) -> tuple[int, ...]:
-    if len(shape) == 0:
-        return shape
-    if size == 0:
-        return (0,)
-    return (max(_MIN_BUCKET, 1 << (size - 1).bit_length()),)
-
-
 class _Packing:
-    """Moves a list of parameter-shaped arrays to the device (flattened, padded) and back."""
+    """Moves parameter-shaped arrays to the device and back, as the jitted step's pytree.
+
+    Bucketed (the default): the parameters of each dtype travel as *one* flat buffer, their
+    elements concatenated and zero-padded to a power of two (at least 64), in a dict keyed by
+    dtype name. The traced program then depends on the dtypes present and their bucket sizes
+    only, not on the number, shapes or sizes of the parameters. Every operation of RMSProp is
+    element-wise (optax's one cross-element quantity, the step count, is shared by all leaves
+    anyway), so an element's result does not depend on its neighbours in the buffer; the padding's
+    results are discarded. Unbucketed: a list with one leaf per parameter, in its own shape.
+    """
 
     def __init__(self, params: Sequence[np.ndarray], bucket: bool, device: jax.Device) -> None:
         self.shapes = [p.shape for p in params]
         self.sizes = [p.size for p in params]
         self.dtypes = [p.dtype for p in params]
         self.device = device
-        self.buckets = [_bucket_shape(s, n) if bucket else s
-                        for s, n in zip(self.shapes, self.sizes)]
+        self.bucket = bucket
+        # Parameter i lives in leaf slots[i][0] at offset slots[i][1].
+        self.slots: list[tuple[Any, int]] = []
+        lengths: dict[Any, int] = {}
+        self.leaf_dtypes: dict[Any, np.dtype] = {}
+        for i, (dtype, size) in enumerate(zip(self.dtypes, self.sizes)):
+            key = dtype.name if bucket else i
+            self.leaf_dtypes[key] = dtype
+            offset = lengths.get(key, 0)
+            self.slots.append((key, offset))
+            lengths[key] = offset + size
+        self.keys = sorted(lengths) if bucket else list(range(len(params)))  # JAX's leaf order
+        self.lengths = {k: max(_MIN_BUCKET, 1 << max(n - 1, 0).bit_length())
+                        for k, n in lengths.items()}
 
-    def put(self, arrays: Sequence[Any], negate: bool = False) -> list[jax.Array]:
+    def tree(self, leaves: Sequence[Any]) -> dict[str, Any] | list[Any]:
+        """The step's pytree from its leaves in JAX's order."""
+        return dict(zip(self.keys, leaves)) if self.bucket else list(leaves)
+
+    def leaves(self, tree: dict[str, Any] | list[Any]) -> list[Any]:
+        return [tree[k] for k in self.keys]
+
+    def put(self, arrays: Sequence[Any], negate: bool = False) -> dict[str, jax.Array] | list:
         """Device arrays in the parameters' dtypes (values exactly converted if they were not)."""
-        out = []
-        for arr, shape, size, dtype, bshape in zip(arrays, self.shapes, self.sizes, self.dtypes,
-                                                   self.buckets):
-            a = np.asarray(arr)
-            a = -a if negate else a
-            if bshape != shape:
-                buf = np.zeros(bshape, dtype=dtype)
-                buf[:size] = a.reshape(-1)
-                a = buf
-            out.append(a.astype(dtype, copy=False))
-        return jax.device_put(out, self.device)
+        if not self.bucket:
+            out = [np.asarray(a).astype(d, copy=False) for a, d in zip(arrays, self.dtypes)]
+            return jax.device_put([-a if negate else a for a in out], self.device)
+        buffers = {k: np.zeros(self.lengths[k], self.leaf_dtypes[k]) for k in self.keys}
+        for arr, (key, offset), size in zip(arrays, self.slots, self.sizes):
+            buffers[key][offset:offset + size] = np.asarray(arr).reshape(-1)
+        if negate:
+            buffers = {k: -b for k, b in buffers.items()}
+        return jax.device_put(buffers, self.device)
 
-    def get(self, host: Sequence[np.ndarray], negate: bool = False) -> list[np.ndarray]:
+    def get(self, host: dict[str, np.ndarray] | list, negate: bool = False) -> list[np.ndarray]:
         """Host copies in the parameters' shapes (``host`` from ``jax.device_get``)."""
         out = []
-        for arr, shape, size, bshape in zip(host, self.shapes, self.sizes, self.buckets):
-            h = np.asarray(arr)
-            h = h.reshape(-1)[:size].reshape(shape) if bshape != shape else h
+        for (key, offset), size, shape in zip(self.slots, self.sizes, self.shapes):
+            h = np.asarray(host[key])
+            h = h.reshape(-1)[offset:offset + size].reshape(shape) if self.bucket else h
             out.append(-h if negate else h.copy())
         return out
 
@@ -430,23 +448,23 @@ class ExampleLibraries:
                  steps: list[int], momentum: bool) -> tuple[list[np.ndarray],
                                                             tuple[ParamState, ...]]:
         """packed_state[i] is [x, v] (rmsprop) or [x, v, mom] (rmsprop_momentum, η inside)."""
-        x = pack.get([leaves[0] for leaves in packed])
-        v = pack.get([leaves[1] for leaves in packed])
-        buf = (pack.get([leaves[2] for leaves in packed]) if momentum
+        x = pack.get(pack.tree([leaves[0] for leaves in packed]))
+        v = pack.get(pack.tree([leaves[1] for leaves in packed]))
+        buf = (pack.get(pack.tree([leaves[2] for leaves in packed])) if momentum
                else [None] * len(x))
         return x, tuple(ParamState(t, vi, None, bi) for t, vi, bi in zip(steps, v, buf))
 
     def _load(self, state: optimizers.OptimizerState, initial: Sequence[ParamState],
               pack: _Packing) -> optimizers.OptimizerState:
         leaves = [list(p) for p in state.packed_state]
-        for i, v in enumerate(pack.put([st.square_avg for st in initial])):
+        for i, v in enumerate(pack.leaves(pack.put([st.square_avg for st in initial]))):
             leaves[i][1] = v
         if self.with_momentum:
             # rmsprop_momentum always keeps a buffer; with momentum 0 the spec has none and
             # the buffer's start value is multiplied by 0.
             bufs = [np.zeros(shape, dtype) if st.momentum_buffer is None else st.momentum_buffer
                     for shape, dtype, st in zip(pack.shapes, pack.dtypes, initial)]
-            for i, b in enumerate(pack.put(bufs)):
+            for i, b in enumerate(pack.leaves(pack.put(bufs))):
                 leaves[i][2] = b
         flat = [leaf for p in leaves for leaf in p]
         return jax.tree.unflatten(jax.tree.structure(state), flat)

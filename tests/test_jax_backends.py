@@ -9,6 +9,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from jax.example_libraries import optimizers
 
@@ -263,3 +264,38 @@ def test_devices_are_jax_devices() -> None:
     assert set(caps.devices) == {"cpu"} | {f"cuda:{d.id}" for d in jax.devices()
                                            if d.platform == "gpu"}
     assert set(caps.unavailable).isdisjoint(caps.devices)
+
+
+# The optax P7/R23 finding, isolated without the adapter: g = 2.0949699890535296e152 is chosen so
+# that v̂ = fl(g·g) and μ̂ = g (alpha 0.5, bias correction undoes the averaging exactly); exact math
+# has v̂ − μ̂² + eps = fl(g·g) − g² + 1, and fl(g·g) − g² = −1.35e274 (computed with Fractions).
+_G = 2.0949699890535296e152
+
+
+def test_xla_contracts_a_minus_b_squared_into_an_fma() -> None:
+    """XLA on the CPU evaluates a − b·b as fma(−b, b, a) (the exact residual), NumPy does not."""
+    from fractions import Fraction  # noqa: PLC0415
+
+    residual = float(Fraction(_G * _G) - Fraction(_G) ** 2)
+    assert residual < 0 and _G * _G - _G * _G == 0.0
+    got = jax.jit(lambda a, b: a - b * b)(jnp.full(4, _G * _G), jnp.full(4, _G))
+    assert np.all(np.asarray(got) == residual)
+
+
+def test_optax_centered_eager_is_finite() -> None:
+    tx = optax.rmsprop(1.0, decay=0.5, eps=1.0, centered=True, bias_correction=True)
+    p = jnp.zeros(1)
+    updates, _ = tx.update(jnp.full(1, _G), tx.init(p), p)
+    np.testing.assert_array_equal(np.asarray(updates), [-_G])
+
+
+@pytest.mark.xfail(strict=True, reason="optax/XLA finding: jitted, the centered variance "
+                   "nu_hat - mu_hat**2 is contracted into an FMA whose exact residual is negative; "
+                   "optax has no clamp, so rsqrt gives NaN where exact math gives -g. Which "
+                   "programs XLA contracts depends on the whole jitted update, hence on the other "
+                   "parameters (the P7/R23 counterexamples in reports/counterexamples/optax*)")
+def test_optax_centered_jitted_is_finite() -> None:
+    tx = optax.rmsprop(1.0, decay=0.5, eps=1.0, centered=True, bias_correction=True)
+    p = jnp.zeros(1)
+    updates, _ = jax.jit(tx.update)(jnp.full(1, _G), tx.init(p), p)
+    np.testing.assert_array_equal(np.asarray(updates), [-_G])
