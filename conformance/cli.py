@@ -91,12 +91,13 @@ def _jobs(value: str) -> str:
     raise argparse.ArgumentTypeError(f"-n {value!r}: expected a positive number or 'auto'")
 
 
-def pytest_command(name: str, args: argparse.Namespace, report_dir: Path) -> list[str]:
+def pytest_command(name: str, args: argparse.Namespace, report_dir: Path,
+                   profile: str | None = None) -> list[str]:
     from conformance.report import safe_name
 
     cmd = [sys.executable, "-m", "pytest", "-c", str(SUITE_DIR / "pytest.ini"),
            "--rootdir", str(SUITE_DIR), "-p", "no:cacheprovider", "-q", "-rfE",
-           "--backend", name, "--conformance-profile", args.profile,
+           "--backend", name, "--conformance-profile", profile or args.profile,
            "--report-dir", str(report_dir), "-n", args.jobs,
            # A backend may crash its worker in every test; each crash is that test's error,
            # not a reason to stop (xdist's default gives up after 4 restarts per worker).
@@ -139,12 +140,18 @@ def cmd_certify(args: argparse.Namespace) -> int:
     if args.profile not in PROFILES:
         raise UsageError(f"unknown profile {args.profile!r}; allowed: {', '.join(PROFILES)}")
     names = list(args.backends)
+    profiles = dict.fromkeys(names, args.profile)
     if args.bundled:
-        for name, why in registry.NOT_IN_BUNDLED.items():
-            if name not in names:
-                print(f"--bundled leaves out {name}: {why}; certify it by name")
-        names += [n for n in registry.BUILTINS
-                  if n not in names and n not in registry.NOT_IN_BUNDLED]
+        for name in registry.BUILTINS:
+            if name in profiles:
+                continue
+            profiles[name] = args.profile
+            cap, why = registry.BUNDLED_PROFILE_CAP.get(name, (args.profile, ""))
+            if PROFILES.index(cap) < PROFILES.index(args.profile):
+                profiles[name] = cap
+                print(f"--bundled certifies {name} with the {cap} profile: {why} "
+                      f"(name it to use {args.profile})")
+        names = list(profiles)
     if not names:
         raise UsageError("name at least one backend, or give --bundled")
     loaded = []
@@ -173,12 +180,12 @@ def cmd_certify(args: argparse.Namespace) -> int:
     _check_writable(report_dir)
     docs = []
     for n, (name, backend) in enumerate(loaded, 1):
-        print(f"[{n}/{len(loaded)}] certifying {name} (profile {args.profile})", flush=True)
+        print(f"[{n}/{len(loaded)}] certifying {name} (profile {profiles[name]})", flush=True)
         # Each backend runs in its own pytest process (and its examples in xdist workers), so a
         # backend that crashes or hangs cannot take the others down.
         path = report_dir / f"{report.safe_name(backend.name)}.json"
         previous = path.stat().st_mtime_ns if path.exists() else None
-        returncode = _run_pytest(pytest_command(name, args, report_dir))
+        returncode = _run_pytest(pytest_command(name, args, report_dir, profiles[name]))
         # A report left by an earlier run must not stand in for this one.
         fresh = path.exists() and path.stat().st_mtime_ns != previous
         if returncode in (2, 3, 4) or not fresh:

@@ -145,12 +145,14 @@ def _seed_picture(docs: list[dict[str, Any]]) -> str:
 def render(docs: list[dict[str, Any]], report_dir: Path | None = None) -> str:
     parts = ["<!doctype html><meta charset=utf-8><title>RMSProp conformance</title>",
              f"<style>{_CSS}</style><h1>RMSProp conformance</h1>"]
-    parts.append("<table><tr><th>backend</th><th>profile</th><th>verdict</th><th>pass</th>"
+    parts.append("<table><tr><th>backend</th><th>profile</th><th>examples</th><th>verdict</th>"
+                 "<th>pass</th>"
                  "<th>fail</th><th>known</th><th>error</th><th>unsupported</th></tr>")
     for d in docs:
         c = d["counts"]
         parts.append(f"<tr><td class=l><code>{escape(d['backend']['name'])}</code></td>"
                      f"<td>{escape(d['backend']['capabilities']['profile'])}</td>"
+                     f"<td>{escape(str(d.get('conformance_profile', '')))}</td>"
                      f"<td class={_VERDICT_CLASS.get(d['verdict'], 'fail')}>"
                      f"{escape(d['verdict'])}{' (interrupted)' if d.get('interrupted') else ''}"
                      f"</td><td>{c['pass']}</td><td>{c['fail']}</td><td>{c['known']}</td>"

@@ -170,13 +170,14 @@ def _ratio(r: dict[str, Any]) -> str:
 
 def markdown(docs: list[dict[str, Any]]) -> str:
     lines = ["# RMSProp conformance", ""]
-    lines += ["| backend | profile | verdict | pass | fail | known | error | unsupported |",
-              "|---|---|---|---:|---:|---:|---:|---:|"]
+    lines += ["| backend | profile | examples | verdict | pass | fail | known | error | "
+              "unsupported |", "|---|---|---|---|---:|---:|---:|---:|---:|"]
     for d in docs:
         c = d["counts"]
         mark = {"conformant": "✅", "unsupported": "⚪"}.get(d["verdict"], "❌")
         lines.append(f"| `{d['backend']['name']}` | {d['backend']['capabilities']['profile']} | "
-                     f"{mark} {d['verdict']}{' (interrupted)' if d.get('interrupted') else ''} | "
+                     f"{d.get('conformance_profile', '')} | {mark} {d['verdict']}"
+                     f"{' (interrupted)' if d.get('interrupted') else ''} | "
                      f"{c['pass']} | {c['fail']} | {c['known']} | {c['error']} | "
                      f"{c['unsupported']} |")
     lines += ["", f"An element passes when |impl − exact| ≤ {K:g} × bound; cells give the largest "

@@ -5,7 +5,7 @@ backend              code path
 ===================  =====================================================================
 torch.forloop        ``foreach=False``: ``_single_tensor_rmsprop``
 torch.foreach        ``foreach=True``: ``_multi_tensor_rmsprop`` (grouped by device/dtype)
-torch.compile        ``optimizer.step`` wrapped in ``torch.compile(dynamic=True)``
+torch.compile        ``torch.compile(dynamic=True)`` of the functional step
 torch.differentiable ``differentiable=True``: the step runs under autograd, on parameters that
                      require grad (as torch's own differentiable tests do)
 torch.tensor_lr      ``lr`` a 1-element float64 tensor, updated in place between steps
@@ -19,11 +19,12 @@ rate and the step are prepared). Everything crossing the NumPy/torch boundary go
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
+from torch._dynamo.utils import counters
+from torch.optim.rmsprop import rmsprop
 
 from conformance.backend import Capabilities
 from conformance.case import Case, Trajectory
@@ -31,18 +32,15 @@ from implementations._torch_common import (
     ALL_DTYPES,
     available_devices,
     check_state_matches,
-    element_strides,
     grad_tensor,
-    like,
     raw_torch_kwargs,
     state_from_torch,
     state_to_torch,
-    step_tensor,
     to_numpy,
     to_torch,
     torch_kwargs,
 )
-from spec.rmsprop import ParamState, init_state
+from spec.rmsprop import init_state
 
 __all__ = ["Capturable", "Compiled", "Differentiable", "ForLoop", "Foreach", "TensorLR"]
 
@@ -201,83 +199,90 @@ class Capturable(_TensorLrMixin, _TorchRMSprop):
 # ---------------------------------------------------------------------------------------------
 # torch.compile
 # ---------------------------------------------------------------------------------------------
-class _Slot:
-    """A persistent optimizer for one structure, with its compiled step.
-
-    Dynamo guards on the identity of the optimizer and of its state tensors, so a new optimizer
-    per case would recompile per case. A slot keeps parameters and state alive and refills them
-    in place; only a new structure (dtypes, shapes, strides, centered, momentum) or new float
-    hyperparameter values (which torch.compile specialises on) compile again.
-    """
-
-    def __init__(self, case: Case, kwargs: dict[str, Any], device: torch.device) -> None:
-        self.params = [to_torch(a, device) for a in case.materialized_params()]
-        self.lr = torch.zeros((), dtype=torch.float64, device=device)
-        self.opt = torch.optim.RMSprop(self.params, **{**kwargs, "lr": self.lr}, foreach=False)
-        for p in self.params:
-            st = {"step": step_tensor(0), "square_avg": torch.zeros_like(p)}
-            if kwargs["centered"]:
-                st["grad_avg"] = torch.zeros_like(p)
-            if kwargs["momentum"] > 0:
-                st["momentum_buffer"] = torch.zeros_like(p)
-            self.opt.state[p] = st
-        self.step = torch.compile(self.opt.step, dynamic=True)
-
-    def load(self, case: Case, kwargs: dict[str, Any]) -> None:
-        group = self.opt.param_groups[0]
-        group.update({k: v for k, v in kwargs.items() if k != "lr"})
-        states = case.initial_state or init_state(case.params, case.hp)
-        with torch.no_grad():
-            for p, a, st in zip(self.params, case.materialized_params(), states):
-                p.copy_(to_torch(a, p.device))
-                self._fill(self.opt.state[p], st, p)
-
-    @staticmethod
-    def _fill(target: dict[str, torch.Tensor], st: ParamState, p: torch.Tensor) -> None:
-        target["step"].fill_(float(st.step))
-        for name in ("square_avg", "grad_avg", "momentum_buffer"):
-            if name in target:
-                target[name].copy_(like(p, getattr(st, name)))
+def _functional_step(params: list[torch.Tensor], grads: list[torch.Tensor],
+                     square_avgs: list[torch.Tensor], grad_avgs: list[torch.Tensor],
+                     momentum_buffers: list[torch.Tensor], state_steps: list[torch.Tensor],
+                     lr: torch.Tensor, alpha: float, eps: float, weight_decay: float,
+                     momentum: float, centered: bool, maximize: bool, has_complex: bool) -> None:
+    """One ``RMSprop.step`` after its state gathering: the functional ``rmsprop`` it calls."""
+    rmsprop(params, grads, square_avgs, grad_avgs, momentum_buffers, state_steps, foreach=False,
+            maximize=maximize, differentiable=False, capturable=False, has_complex=has_complex,
+            lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+            centered=centered)
 
 
 class Compiled(_TorchRMSprop):
+    """``torch.compile(dynamic=True)`` of the step ``RMSprop.step`` runs (foreach=False).
+
+    What is compiled: ``torch.optim.rmsprop.rmsprop``, the function ``RMSprop.step`` hands its
+    gathered state to (the same ``_single_tensor_rmsprop`` code), with the hyperparameters as
+    arguments, lr a 0-d float64 tensor (torch's advice for compiled optimizers) and dynamic
+    shapes. Compiling ``optimizer.step`` itself would also guard on the optimizer object, so every
+    case would need a fresh compile. Here one compiled entry serves every example with the same
+    structure (number of parameters, dtypes, ranks, layouts, centered, maximize, momentum > 0)
+    and the same alpha and weight_decay: eps, momentum, lr, shapes and values are symbolic, while
+    torch itself specialises ``1 - alpha`` (``addcmul_(value=)``) and ``weight_decay``
+    (``add(alpha=)``), which take no symbolic float — so a new alpha or weight_decay value
+    compiles once more (torch's limit, counted by ``compilations()`` and in
+    ``benchmarks/torch_compilations.py``).
+
+    Inductor's FX graph cache is switched off for these compilations: with it, the entry
+    compiled after such a specialisation fails its guard is served the graph of the *first*
+    alpha (a stale ``1 - alpha``), so results would depend on which examples ran before — a
+    torch finding kept as a strict xfail in ``tests/test_torch_backends.py`` and in the README,
+    which a certification could not replay as a counterexample.
+    """
+
     name = "torch.compile"
-    description = ("torch.optim.RMSprop (foreach=False) with optimizer.step wrapped in "
-                   "torch.compile(dynamic=True), lr a float64 0-d tensor; one compiled optimizer "
-                   "per structure, refilled in place")
+    description = ("torch.compile(dynamic=True) of torch.optim.rmsprop.rmsprop (the step "
+                   "RMSprop.step runs, foreach=False), lr a 0-d float64 tensor; inductor's FX "
+                   "graph cache off (it serves a stale alpha)")
     flags = {"foreach": False}
-    max_slots: ClassVar[int] = 64
-    # Every slot and every new float hyperparameter value is one more compiled entry of
-    # RMSprop.step; dynamo's default limit (8) would silently fall back to eager execution.
+    # Every structure, alpha and weight_decay value is one more compiled entry; dynamo's default
+    # limit (8) would silently fall back to eager execution, which would certify the wrong thing.
     dynamo_config: ClassVar[dict[str, Any]] = {
         "recompile_limit": 100_000, "accumulated_recompile_limit": 100_000,
         "fail_on_recompile_limit_hit": True,
     }
+    inductor_config: ClassVar[dict[str, Any]] = {"fx_graph_cache": False}
+    _compiled: ClassVar[Any] = None
 
-    def __init__(self) -> None:
-        self._slots: collections.OrderedDict[tuple, _Slot] = collections.OrderedDict()
-        self._current: _Slot | None = None  # the slot of the case being run
+    @classmethod
+    def compiled_step(cls) -> Any:
+        if cls._compiled is None:
+            cls._compiled = torch.compile(_functional_step, dynamic=True)
+        return cls._compiled
 
-    def _session(self, case: Case, kwargs: dict[str, Any], device: torch.device
-                 ) -> tuple[torch.optim.RMSprop, list[torch.Tensor]]:
-        arrays = case.materialized_params()
-        key = (str(device), bool(kwargs["centered"]), kwargs["momentum"] > 0,
-               tuple((a.dtype.name, a.shape, element_strides(a)) for a in arrays))
-        slot = self._slots.get(key)
-        if slot is None:
-            if len(self._slots) >= self.max_slots:
-                # Compiled entries guard on dead optimizers; drop them all at once.
-                self._slots.clear()
-                torch._dynamo.reset()
-            slot = self._slots[key] = _Slot(case, kwargs, device)
-        self._slots.move_to_end(key)
-        slot.load(case, kwargs)
-        self._current = slot
-        return slot.opt, slot.params
+    @staticmethod
+    def compilations() -> int:
+        """Graphs compiled in this process so far (dynamo's count, every compiled function)."""
+        return int(counters["stats"]["unique_graphs"])
 
-    def _set_lr(self, opt: torch.optim.RMSprop, lr: float) -> None:
-        self._current.lr.fill_(lr)
-
-    def _step(self, opt: torch.optim.RMSprop) -> None:
-        with torch._dynamo.config.patch(**self.dynamo_config):
-            self._current.step()
+    def run(self, case: Case) -> Trajectory:
+        kwargs = torch_kwargs(case.hp)
+        device = self._device(case)
+        states = case.initial_state
+        if states is not None:
+            check_state_matches(case.hp, states)
+        else:
+            states = init_state(case.params, case.hp)
+        params = [to_torch(a, device) for a in case.materialized_params()]
+        torch_states = [state_to_torch(st, p) for st, p in zip(states, params)]
+        lr = torch.zeros((), dtype=torch.float64, device=device)
+        fields = {name: [s[name] for s in torch_states if name in s]
+                  for name in ("square_avg", "grad_avg", "momentum_buffer", "step")}
+        step = self.compiled_step()
+        traj = Trajectory.empty(with_state=True)
+        for k, grads in enumerate(case.grads):
+            lr.fill_(case.lr_at(k))
+            with (torch._dynamo.config.patch(**self.dynamo_config),
+                  torch._inductor.config.patch(**self.inductor_config)):
+                step(params, [grad_tensor(g, device) for g in grads], fields["square_avg"],
+                     fields["grad_avg"], fields["momentum_buffer"], fields["step"], lr,
+                     float(kwargs["alpha"]), float(kwargs["eps"]),
+                     float(kwargs["weight_decay"]), float(kwargs["momentum"]),
+                     bool(kwargs["centered"]), bool(kwargs["maximize"]),
+                     any(p.is_complex() for p in params))
+            traj.append([to_numpy(p) for p in params],
+                        [state_from_torch(s) for s in torch_states])
+        return traj

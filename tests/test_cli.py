@@ -285,3 +285,29 @@ def test_console_script_finds_a_module_in_the_working_directory(tmp_path):
                    env={"PYTHONPATH": ""})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("my_fork_pkg.optim:MyRMSprop: available"), proc.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# --bundled
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("asked", "capped"), [("ci", "quick"), ("thorough", "quick"),
+                                               ("quick", "quick")])
+def test_bundled_caps_the_profile_of_expensive_backends(monkeypatch, tmp_path, capsys, asked,
+                                                        capped):
+    """--bundled runs every builtin with the profile asked, except a backend listed in
+    BUNDLED_PROFILE_CAP, which gets at most its cap and says so; naming it keeps the profile."""
+    from conformance import cli, registry  # noqa: PLC0415
+
+    monkeypatch.setattr(registry, "BUILTINS", {"seed": BUILTINS["seed"],
+                                               "torch.compile": BUILTINS["torch.compile"]})
+    commands = []
+    monkeypatch.setattr(cli, "_run_pytest", lambda cmd: commands.append(cmd) or 0)
+    cli.main(["certify", "--bundled", "--profile", asked, "--report-dir", str(tmp_path)])
+    profiles = {cmd[cmd.index("--backend") + 1]: cmd[cmd.index("--conformance-profile") + 1]
+                for cmd in commands}
+    assert profiles == {"seed": asked, "torch.compile": capped}
+    said = "--bundled certifies torch.compile with the quick profile"
+    assert (said in capsys.readouterr().out) == (asked != "quick")
+    commands.clear()
+    cli.main(["certify", "torch.compile", "--profile", asked, "--report-dir", str(tmp_path)])
+    assert commands[0][commands[0].index("--conformance-profile") + 1] == asked
