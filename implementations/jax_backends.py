@@ -54,7 +54,8 @@ __all__ = [
 
 _AXES = ("eps_in_sqrt", "initial_square_avg", "lr_in_momentum", "weight_decay_mode",
          "complex_mode", "maximize_order")
-_MIN_BUCKET = 64
+# The harness's largest total per dtype (4 parameters of at most 64 elements): one bucket for all.
+_MIN_BUCKET = 256
 _TRACES: collections.Counter[str] = collections.Counter()
 
 
@@ -125,7 +126,7 @@ class _Packing:
     """Moves parameter-shaped arrays to the device and back, as the jitted step's pytree.
 
     Bucketed (the default): the parameters of each dtype travel as *one* flat buffer, their
-    elements concatenated and zero-padded to a power of two (at least 64), in a dict keyed by
+    elements concatenated and zero-padded to a power of two (at least 256), in a dict keyed by
     dtype name. The traced program then depends on the dtypes present and their bucket sizes
     only, not on the number, shapes or sizes of the parameters. Every operation of RMSProp is
     element-wise (optax's one cross-element quantity, the step count, is shared by all leaves

@@ -157,7 +157,7 @@ def test_same_structure_never_recompiles() -> None:
     rng = np.random.default_rng(11)
     counts = []
     for n in range(20):
-        side = 65 + n  # sizes 65..84: one bucket of 128, used by no other test
+        side = 257 + n  # sizes 257..276: one bucket of 512, used by no other test
         hp = backend.capabilities().hparams(
             lr=float(rng.uniform(1e-3, 1.0)), alpha=float(rng.uniform(0.5, 0.99)),
             eps=float(10 ** rng.uniform(-10, -3)), momentum=float(rng.uniform(0.1, 0.9)),
