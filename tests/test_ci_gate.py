@@ -328,7 +328,7 @@ def test_workflow_certify_job(fork_checkout, tmp_path):
     assert proc.returncode == 0, proc.stderr
     text = summary.read_text()
     assert text.startswith("# RMSProp conformance")
-    assert "`my_fork` | seed | ✅ conformant" in text
+    assert "`my_fork` | seed | ci | ✅ conformant" in text
     assert "## Conformance against the baseline\n\n✅ no regressions" in text
 
 
