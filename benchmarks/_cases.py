@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
+from conformance import strategies
 from conformance.backend import Capabilities
 from conformance.case import Case, np_dtype
 
@@ -69,11 +72,6 @@ def same_structure_case(rng: np.random.Generator, caps: Capabilities,
 def harness_cases(caps: Capabilities, n: int) -> list[Case]:
     """``n`` cases as a certification draws them (conformance.strategies.cases, every option the
     backend declares, a dtype per case), derandomised so that runs compare."""
-    from hypothesis import HealthCheck, Phase, given, settings
-    from hypothesis import strategies as st
-
-    from conformance import strategies
-
     f = caps.features
     options = {"multi_param": "multi_param" in f,
                "mixed_dtypes": {"multi_param", "mixed_dtypes"} <= f,

@@ -145,10 +145,9 @@ def cmd_certify(args: argparse.Namespace) -> int:
         for name in registry.BUILTINS:
             if name in profiles:
                 continue
-            profiles[name] = args.profile
             cap, why = registry.BUNDLED_PROFILE_CAP.get(name, (args.profile, ""))
-            if PROFILES.index(cap) < PROFILES.index(args.profile):
-                profiles[name] = cap
+            profiles[name] = min(cap, args.profile, key=PROFILES.index)
+            if profiles[name] != args.profile:
                 print(f"--bundled certifies {name} with the {cap} profile: {why} "
                       f"(name it to use {args.profile})")
         names = list(profiles)
