@@ -267,6 +267,37 @@ class _Arith:
     def neg(self, x: _R) -> _R:
         return _R(-x.v, x.e, x.o)
 
+    def ema(self, a: _R, b: _R, alpha: _R, one_minus_alpha: _R) -> _R:
+        """α·a + (1 − α)·b (R17, R18), bounded for every form an implementation may use:
+
+        - α·a + (1 − α)·b: two products and a sum (or an FMA): u·2(|α·a| + |(1 − α)·b|);
+        - a + (1 − α)(b − a) (lerp, or an FMA of it), and torch's two-branch ``lerp``, which
+          evaluates b − α(b − a) when the weight 1 − α is at least 1/2 (so α ≤ 1 − α there): the
+          difference b − a is rounded before it is scaled, so its error u·|b − a| is carried by
+          the weight: u·2·(1 − α)·|b − a| + u·|result|.
+
+        The larger of the two is the rounding term; the propagated error is the same for every
+        form (the weight's error acts on |a| + |b| ≥ |b − a|). b − a may overflow where the
+        spec's form does not: that is flagged as overflow (R26). Not covered: b − α(b − a) for
+        α > 1/2, whose error 2α·u·|b − a| on a gradient spike (|b| ≫ |a|) is many times the
+        result's own size (SPEC R17).
+        """
+        with np.errstate(invalid="ignore", over="ignore"):
+            v = alpha.v * a.v + one_minus_alpha.v * b.v
+            o = a.o | b.o | alpha.o | one_minus_alpha.o
+            if self.u == 0.0:
+                return _R(v, np.abs(alpha.v) * a.e + np.abs(one_minus_alpha.v) * b.e, o)
+            wa, wb = np.abs(alpha.v), np.abs(one_minus_alpha.v)
+            e_weight = np.maximum(alpha.e, one_minus_alpha.e)
+            propagated = (wa * a.e + wb * b.e + e_weight * (np.abs(a.v) + np.abs(b.v))
+                          + e_weight * (a.e + b.e))
+            spec_form = 2.0 * (np.abs(alpha.v * a.v) + np.abs(one_minus_alpha.v * b.v))
+            lerp_form = 2.0 * wb * np.abs(b.v - a.v) + np.abs(v)
+            e = propagated + self.u * np.maximum(spec_form, lerp_form) + 3.0 * self.tiny
+            o = o | (np.abs(a.v) + np.abs(b.v) > self.max)
+            o = o | (np.abs(v) + np.where(np.isinf(e), 0.0, e) > self.max)
+        return _R(v, e, o)
+
     def mul(self, x: _R, y: _R) -> _R:
         with np.errstate(invalid="ignore", over="ignore"):
             v = x.v * y.v
@@ -285,7 +316,9 @@ class _Arith:
             e = np.where(margin > 0, (x.e + np.abs(v) * y.e) / np.where(margin > 0, margin, 1.0),
                          np.inf)
             e = np.where(np.isnan(v), 0.0, e)
-            return self._round(v, e, x.o | y.o, v)
+            # 2·|x/y|: a quotient may be evaluated as x·(1/y) (two roundings), or as x times a
+            # reciprocal square root within one ulp where y is a root (R31b).
+            return self._round(v, e, x.o | y.o, 2.0 * v)
 
     def sqrt(self, x: _R) -> _R:
         with np.errstate(invalid="ignore"):
@@ -431,9 +464,9 @@ def _step_one(theta: np.ndarray, grad: np.ndarray, st: ParamState, hp: HParams, 
     gg = A.mul(g, g)
     if cplx and hp.complex_mode == "modulus":
         gg = _component_sum(A, gg)
-    v = A.add(A.mul(alpha, v), A.mul(one_minus_alpha, gg))
+    v = A.ema(v, gg, alpha, one_minus_alpha)
     if hp.centered:
-        gbar = A.add(A.mul(alpha, gbar), A.mul(one_minus_alpha, g))
+        gbar = A.ema(gbar, g, alpha, one_minus_alpha)
 
     v_hat, gbar_hat = v, gbar
     if hp.bias_correction:
@@ -461,7 +494,7 @@ def _step_one(theta: np.ndarray, grad: np.ndarray, st: ParamState, hp: HParams, 
     s = A.div(g, d)
 
     if hp.weight_decay != 0 and hp.weight_decay_mode == "decoupled":
-        p = A.sub(p, A.mul(A.mul(eta, A.const(hp.weight_decay)), p))
+        p = _decay(A, p, A.mul(eta, A.const(hp.weight_decay)))
 
     if hp.momentum > 0:
         mu = A.const(hp.momentum)
@@ -472,6 +505,16 @@ def _step_one(theta: np.ndarray, grad: np.ndarray, st: ParamState, hp: HParams, 
     else:
         p = A.sub(p, _lr_times(A, eta, g, d, s))
     return (p, v, gbar, buf), t
+
+
+def _decay(A: _Arith, p: _R, eta_lambda: _R) -> _R:
+    """θ − (ηλ)·θ, bounded also for the factor form θ·(1 − ηλ) (as ``p.mul_(1 - lr * wd)``),
+    which rounds 1 − ηλ first: that error, u·|θ|, is not in the difference form's bound."""
+    first = A.sub(p, A.mul(eta_lambda, p))
+    if A.u == 0.0:
+        return first
+    second = A.mul(p, A.sub(A.const(1.0), eta_lambda))
+    return _R(first.v, np.maximum(first.e, second.e), first.o | second.o)
 
 
 def _lr_times(A: _Arith, eta: _R, g: _R, d: _R, s: _R) -> _R:

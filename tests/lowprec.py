@@ -90,15 +90,107 @@ def init_state(shape: tuple[int, ...], hp: HParams, dtype: np.dtype) -> ParamSta
     )
 
 
+class Forms(NamedTuple):
+    """How a correct implementation evaluates the formulas: every form SPEC R17/R31b permits.
+
+    - ``ema`` (square_avg and grad_avg): "spec" α·a + (1 − α)·b; "fma_spec" fma(α, a, (1 − α)·b);
+      "lerp" a + (1 − α)(b − a); "fma_lerp" fma(1 − α, b − a, a); "two_branch" torch's
+      ``lerp``: the lerp for weights < 1/2, else b − (b − a)·(1 − weight).
+    - ``quotient`` (s = g/d): "divide"; "reciprocal" g·(1/d); "rsqrt" g·r with r a faithfully
+      rounded 1/sqrt(w + ε) (the neighbour of the exact value farther from it: within one ulp;
+      only where eps_in_sqrt, otherwise it divides).
+    - ``lr_times``: "eta_s" η·(g/d) or "eta_g_over_d" (η·g)/d.
+    - ``decay`` (decoupled weight decay): "difference" θ − (ηλ)·θ or "factor" θ·(1 − ηλ).
+    - ``accumulate``: None (every operation in the dtype) or "float32": float16/bfloat16 inputs
+      computed in float32, the results rounded to the dtype.
+    """
+
+    ema: str = "spec"
+    quotient: str = "divide"
+    lr_times: str = "eta_s"
+    decay: str = "difference"
+    accumulate: str | None = None
+
+
+SPEC_FORMS = Forms()
+
+
 def step(theta: np.ndarray, grad: np.ndarray, state: ParamState, hp: HParams,
-         dtype: np.dtype, lr: float | None = None) -> tuple[np.ndarray, ParamState]:
-    """One step for one real parameter, every operation rounded to ``dtype``."""
+         dtype: np.dtype, lr: float | None = None, forms: Forms = SPEC_FORMS,
+         ) -> tuple[np.ndarray, ParamState]:
+    """One step for one real parameter, every operation rounded to ``dtype`` (in ``forms``)."""
+    dt = np.dtype(dtype)
     with np.errstate(all="ignore"):  # IEEE results (inf, NaN) are the point, not a warning
-        return _step(theta, grad, state, hp, np.dtype(dtype), lr)
+        if forms.accumulate is None or dt.itemsize >= 4:
+            return _step(theta, grad, state, hp, dt, lr, forms)
+        wide = np.dtype(forms.accumulate)
+        up = lambda a: None if a is None else np.asarray(a).astype(wide)  # noqa: E731
+        down = lambda a: None if a is None else np.asarray(a).astype(dt)  # noqa: E731
+        t, s = _step(up(theta), up(grad), ParamState(state.step, up(state.square_avg),
+                                                     up(state.grad_avg),
+                                                     up(state.momentum_buffer)),
+                     hp, wide, lr, forms)
+        return down(t), ParamState(s.step, down(s.square_avg), down(s.grad_avg),
+                                   down(s.momentum_buffer))
+
+
+def _ulp(x: np.ndarray, dt: np.dtype) -> np.ndarray:
+    """The spacing of ``dt``'s numbers at |x| (normal range)."""
+    u = dtype_unit_roundoff(dt)
+    _, e = np.frexp(np.abs(x.astype(np.float64)))
+    return np.ldexp(2.0 * u, e - 1)
+
+
+def dtype_unit_roundoff(dt: np.dtype) -> float:
+    fi = ml_dtypes.finfo(dt) if dt == DTYPES["bfloat16"] else np.finfo(dt)
+    return float(fi.eps) / 2
+
+
+def _fused(x: np.ndarray, y: np.ndarray, z: np.ndarray, dt: np.dtype) -> np.ndarray:
+    """fma(x, y, z) = x·y + z rounded once to ``dt`` (float64 holds x·y exactly for dt < 64)."""
+    return rounded(x.astype(np.float64) * y.astype(np.float64) + z.astype(np.float64), dt)
+
+
+def ema(a: np.ndarray, b: np.ndarray, alpha: np.ndarray, one_minus_alpha: np.ndarray,
+        dt: np.dtype, form: str) -> np.ndarray:
+    """α·a + (1 − α)·b in ``form`` (see ``Forms``), every operation rounded to ``dt``."""
+    if form == "spec":
+        return alpha * a + one_minus_alpha * b
+    if form == "fma_spec":
+        return _fused(alpha, a, one_minus_alpha * b, dt)
+    if form == "lerp":
+        return a + one_minus_alpha * (b - a)
+    if form == "fma_lerp":
+        return _fused(one_minus_alpha, b - a, a, dt)
+    if form == "two_branch":
+        weight = one_minus_alpha
+        if float(weight) < 0.5:
+            return a + weight * (b - a)
+        return b - (b - a) * (rounded(1.0, dt) - weight)
+    raise ValueError(f"unknown ema form {form!r}")
+
+
+def quotient(g: np.ndarray, w_eps: np.ndarray | None, d: np.ndarray, dt: np.dtype,
+             form: str) -> np.ndarray:
+    """g/d in ``form``; ``w_eps`` is w + ε when d = sqrt(w + ε) (for "rsqrt")."""
+    if form == "divide" or (form == "rsqrt" and w_eps is None):
+        return g / d
+    if form == "reciprocal":
+        return g * (rounded(1.0, dt) / d)
+    if form == "rsqrt":
+        exact = 1.0 / np.sqrt(w_eps.astype(np.float64))
+        near = rounded(exact, dt)
+        with np.errstate(invalid="ignore"):
+            step_ = np.where(near.astype(np.float64) > exact, -1.0, 1.0) * _ulp(near, dt)
+            far = rounded(near.astype(np.float64) + step_, dt)
+        ok = np.isfinite(exact) & (exact != near.astype(np.float64)) & (exact > 0)
+        return g * np.where(ok, far, near)
+    raise ValueError(f"unknown quotient form {form!r}")
 
 
 def _step(theta: np.ndarray, grad: np.ndarray, state: ParamState, hp: HParams,
-          dt: np.dtype, lr: float | None) -> tuple[np.ndarray, ParamState]:
+          dt: np.dtype, lr: float | None, forms: Forms = SPEC_FORMS
+          ) -> tuple[np.ndarray, ParamState]:
 
     def c(x: float) -> np.ndarray:  # a hyperparameter as a constant of the dtype
         return rounded(x, dt)
@@ -117,10 +209,12 @@ def _step(theta: np.ndarray, grad: np.ndarray, state: ParamState, hp: HParams,
     if hp.maximize and hp.maximize_order == "after_weight_decay":
         g = -g
 
-    v = alpha * np.asarray(state.square_avg, dtype=dt) + one_minus_alpha * (g * g)
+    v = ema(np.asarray(state.square_avg, dtype=dt), g * g, alpha, one_minus_alpha, dt,
+            forms.ema)
     gbar = None
     if hp.centered:
-        gbar = alpha * np.asarray(state.grad_avg, dtype=dt) + one_minus_alpha * g
+        gbar = ema(np.asarray(state.grad_avg, dtype=dt), g, alpha, one_minus_alpha, dt,
+                   forms.ema)
 
     v_hat, gbar_hat = v, gbar
     if hp.bias_correction:
@@ -137,21 +231,30 @@ def _step(theta: np.ndarray, grad: np.ndarray, state: ParamState, hp: HParams,
     w = v_hat
     if hp.centered:
         w = np.maximum(v_hat - gbar_hat * gbar_hat, c(0.0))
-    d = np.sqrt(w + c(hp.eps)) if hp.eps_in_sqrt else np.sqrt(w) + c(hp.eps)
-    s = g / d
+    w_eps = w + c(hp.eps) if hp.eps_in_sqrt else None
+    d = np.sqrt(w_eps) if hp.eps_in_sqrt else np.sqrt(w) + c(hp.eps)
+    s = quotient(g, w_eps, d, dt, forms.quotient)
+
+    def eta_s() -> np.ndarray:
+        if forms.lr_times == "eta_g_over_d":
+            return (eta * g) / d
+        return eta * s
 
     if hp.weight_decay != 0 and hp.weight_decay_mode == "decoupled":
-        theta = theta - (eta * c(hp.weight_decay)) * theta
+        if forms.decay == "factor":
+            theta = theta * (c(1.0) - eta * c(hp.weight_decay))
+        else:
+            theta = theta - (eta * c(hp.weight_decay)) * theta
 
     buf = None
     if hp.momentum > 0:
         mu = c(hp.momentum)
-        inc = eta * s if hp.lr_in_momentum else s
+        inc = eta_s() if hp.lr_in_momentum else s
         buf = mu * np.asarray(state.momentum_buffer, dtype=dt) + inc
         u = inc + mu * buf if hp.nesterov else buf
         theta = theta - u if hp.lr_in_momentum else theta - eta * u
     else:
-        theta = theta - eta * s
+        theta = theta - eta_s()
     return theta, ParamState(step=t, square_avg=v, grad_avg=gbar, momentum_buffer=buf)
 
 
@@ -187,7 +290,7 @@ class Judged(NamedTuple):
 
 
 def judged_step(theta: np.ndarray, grad: np.ndarray, state: ParamState, hp: HParams,
-                dtype: np.dtype, lr: float | None = None,
+                dtype: np.dtype, lr: float | None = None, forms: Forms = SPEC_FORMS,
                 ) -> tuple[np.ndarray, ParamState, list[Judged]]:
     """This module's step beside the oracle's exact step and bounds, from the same inputs.
 
@@ -195,7 +298,7 @@ def judged_step(theta: np.ndarray, grad: np.ndarray, state: ParamState, hp: HPar
     (exactly) to float64. Returns the low-precision result (to re-align the next step on) and the
     comparison of every array the step produces.
     """
-    new_theta, new_state = step(theta, grad, state, hp, dtype, lr)
+    new_theta, new_state = step(theta, grad, state, hp, dtype, lr, forms)
     (p64,), (s64,), bounds = step_with_bounds(
         (np.asarray(theta).astype(np.float64),), (np.asarray(grad).astype(np.float64),),
         (as_float64(state),), hp, dtype, lr)
@@ -224,7 +327,7 @@ def log_uniform(lo_exp: float, hi_exp: float) -> st.SearchStrategy[float]:
 
 @st.composite
 def hparams(draw: st.DrawFn, *, plain: bool = False, min_eps: float = 0.0,
-            max_alpha: float = 1.0) -> HParams:
+            min_alpha: float = 0.0, max_alpha: float = 1.0) -> HParams:
     """Any valid configuration: every profile, every flag, every convention axis.
 
     Axes are either left at the profile's value or overridden. ``plain`` draws the
@@ -232,11 +335,13 @@ def hparams(draw: st.DrawFn, *, plain: bool = False, min_eps: float = 0.0,
     alpha <= max_alpha). ``min_eps`` keeps eps away from 0.
     """
     profile = draw(st.sampled_from(PROFILES), label="profile")
-    alpha_choices = [a for a in (0.0, 0.5, 0.9, 0.99, 0.999, 1.0) if a <= max_alpha]
+    alpha_choices = [a for a in (0.0, 0.5, 0.9, 0.99, 0.999, 1.0)
+                     if min_alpha <= a <= max_alpha]
     o: dict[str, Any] = {
         "lr": draw(st.just(0.0) | log_uniform(-4, 0.5) if not plain else log_uniform(-4, 0),
                    label="lr"),
-        "alpha": draw(st.sampled_from(alpha_choices) | st.floats(0.0, max_alpha), label="alpha"),
+        "alpha": draw(st.sampled_from(alpha_choices) | st.floats(min_alpha, max_alpha),
+                      label="alpha"),
         "eps": draw((st.just(0.0) if min_eps == 0 else st.nothing())
                     | log_uniform(max(-10, np.log10(min_eps or 1e-10)), -1), label="eps"),
         "maximize": draw(st.booleans(), label="maximize"),

@@ -43,7 +43,7 @@ def runs(draw: st.DrawFn, max_steps: int = 6) -> dict:
     )
 
 
-def check_run(run: dict, dtype_name: str) -> float:
+def check_run(run: dict, dtype_name: str, forms: lowprec.Forms = lowprec.SPEC_FORMS) -> float:
     """Re-aligned steps of lowprec.step against the oracle; the largest err/bound seen.
 
     Fails with the exact input of the first violating step (state, gradient, lr, element).
@@ -63,13 +63,15 @@ def check_run(run: dict, dtype_name: str) -> float:
     for k in range(run["n_steps"]):
         g = lowprec.rounded(grads[k], dtype)
         lr = None if run["lrs"] is None else run["lrs"][k]
-        new_theta, new_state, judged = lowprec.judged_step(theta, g, state, hp, dtype, lr)
+        new_theta, new_state, judged = lowprec.judged_step(theta, g, state, hp, dtype, lr,
+                                                           forms)
         for j in judged:
             bad = np.flatnonzero(j.violations(tiny))
             if bad.size:
                 i = int(bad[0])
                 pytest.fail(
-                    f"bound unsound for {j.field}[{i}] in {dtype_name} at step {k + 1}: "
+                    f"bound unsound for {j.field}[{i}] in {dtype_name} at step {k + 1} "
+                    f"({forms}): "
                     f"impl={j.impl[i]!r} exact={j.exact[i]!r} |err|={j.err[i]!r} "
                     f"bound={j.bound[i]!r}\n  hp={hp}\n  lr={lr!r}\n"
                     f"  theta={theta.astype(np.float64)[i]!r} grad={g.astype(np.float64)[i]!r}\n"
@@ -155,10 +157,14 @@ def well_conditioned_grads(rng: np.random.Generator, n: int) -> np.ndarray:
 
 @pytest.mark.parametrize("dtype_name", LOW_DTYPES)
 @settings(max_examples=100, deadline=None)
-@given(hp=lowprec.hparams(plain=True, max_alpha=0.9), seed=st.integers(0, 2**32 - 1),
-       n_steps=st.integers(1, 3))
+@given(hp=lowprec.hparams(plain=True, min_alpha=0.5, max_alpha=0.9),
+       seed=st.integers(0, 2**32 - 1), n_steps=st.integers(1, 3))
 def test_bound_is_not_vacuous(dtype_name: str, hp: HParams, seed: int, n_steps: int) -> None:
-    """Plain RMSProp, well-conditioned: bound <= 100·u·(|θ| + |update|) for the parameters."""
+    """Plain RMSProp, well-conditioned: bound <= 100·u·(|θ| + |update|) for the parameters.
+
+    For alpha >= 1/2. Below, the lerp form R17 permits loses u·|v_old| on v, which at alpha = 0
+    after a large gradient is many times v itself: the bound is as wide as that form's real
+    error there (test_spec_forms.py shows a lerp implementation using most of it)."""
     dtype = lowprec.DTYPES[dtype_name]
     info = dtype_info(dtype)
     rng = np.random.default_rng(seed)
