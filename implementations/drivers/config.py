@@ -5,6 +5,7 @@ constructor's (or factory's) signature, matched to the spec's names through ``SY
 entries from its state's names. What that cannot establish is given in a TOML file::
 
     implementation = "torch:timm.optim:RMSpropTF"   # DRIVER:MODULE:ATTR
+    name = "timm.RMSpropTF"                         # the backend's name (reports); optional
     profile = "tf1"                                 # the spec profile claimed (SPEC §4)
     [conventions]                                   # overrides of that profile's axes
     eps_in_sqrt = true
@@ -53,7 +54,7 @@ STATE_SYNONYMS: dict[str, tuple[str, ...]] = {
     "momentum_buffer": ("momentum_buffer", "momentum", "momentums", "mom", "trace"),
     "step": ("step", "count", "iterations"),
 }
-_KEYS = {"implementation", "profile", "conventions", "hyperparameters", "fixed", "state",
+_KEYS = {"implementation", "name", "profile", "conventions", "hyperparameters", "fixed", "state",
          "dtypes", "features"}
 
 
@@ -73,6 +74,7 @@ class DriverConfig:
     dtypes: tuple[str, ...] | None = None
     features: tuple[str, ...] | None = None
     source: str = ""  # the file it came from, for messages
+    name: str | None = None  # the backend's name; the driver's default is its spec string
 
     def __post_init__(self) -> None:
         where = f"{self.source}: " if self.source else ""
@@ -116,7 +118,8 @@ def load_file(path: str | Path) -> tuple[str, DriverConfig]:
         hyperparameters=dict(data.get("hyperparameters", {})), fixed=dict(data.get("fixed", {})),
         state=dict(data.get("state", {})),
         dtypes=tuple(data["dtypes"]) if "dtypes" in data else None,
-        features=tuple(data["features"]) if "features" in data else None, source=str(path))
+        features=tuple(data["features"]) if "features" in data else None, source=str(path),
+        name=data.get("name"))
     return impl, config
 
 
