@@ -1,14 +1,27 @@
 """Finding backends: built-in short names, the ``rmsprop_conformance.backends`` entry-point group,
-and ``module:attr`` strings. ``attr`` may be a backend instance, a class or a zero-argument factory.
+``module:attr`` strings (``attr`` a backend instance, a class or a zero-argument factory), and an
+optimizer someone else wrote, driven by a generic driver (:mod:`implementations.drivers`):
+``DRIVER:MODULE:ATTR`` (``torch:timm.optim:RMSpropTF``, ``optax:optax:rmsprop``,
+``keras:keras.optimizers:RMSprop``) or a driver file ``NAME.toml`` naming one. Either may end in
+``?KEY=VALUE&KEY=VALUE`` (values in TOML syntax: ``true``, ``0.5``, ``"text"``): constructor
+keywords added to the driver's ``[fixed]``, e.g. ``torch:torch.optim:RMSprop?foreach=true``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.metadata
 from typing import Any
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
 from conformance.backend import Backend, Capabilities
+from implementations.drivers import DRIVERS
+from implementations.drivers.config import DriverConfig, DriverConfigError, load_file
 
 ENTRY_POINT_GROUP = "rmsprop_conformance.backends"
 
@@ -50,7 +63,30 @@ def known_names() -> list[str]:
     return sorted(set(BUILTINS) | set(_entry_points()))
 
 
+def _driver_for(obj: Any) -> str | None:
+    """The generic driver that would drive ``obj``, when it is a framework's optimizer."""
+    classes = obj.__mro__ if isinstance(obj, type) else ()
+    if any(c.__module__.startswith("torch.optim") and c.__name__ == "Optimizer"
+           for c in classes):
+        return "torch"
+    if any(c.__module__.startswith("keras") and c.__name__ == "Optimizer" for c in classes):
+        return "keras"
+    if (getattr(obj, "__module__", None) or "").split(".")[0] == "optax":
+        return "optax"
+    return None
+
+
+def _not_a_backend(obj: Any, spec: str, why: str) -> BackendLoadError:
+    driver = _driver_for(obj)
+    if driver is None:
+        return BackendLoadError(f"{spec} {why}")
+    return BackendLoadError(f"{spec} is an optimizer, not a backend: name it "
+                            f"{driver}:{spec} to drive it with the generic {driver} driver")
+
+
 def _instantiate(obj: Any, spec: str) -> Backend:
+    if _driver_for(obj) is not None:
+        raise _not_a_backend(obj, spec, "")
     if isinstance(obj, type) or (callable(obj) and not isinstance(obj, Backend)):
         try:
             obj = obj()
@@ -59,9 +95,53 @@ def _instantiate(obj: Any, spec: str) -> Backend:
                                    f"{type(exc).__name__}: {exc}") from exc
     missing = [a for a in ("name", "capabilities", "run") if not hasattr(obj, a)]
     if missing:
-        raise BackendLoadError(f"{spec} is not a backend: it lacks {', '.join(missing)} "
-                               "(a backend has name, capabilities() and run(case))")
+        raise _not_a_backend(obj, spec, f"is not a backend: it lacks {', '.join(missing)} "
+                             "(a backend has name, capabilities() and run(case))")
     return obj
+
+
+def _options(spec: str, text: str) -> dict[str, Any]:
+    """``KEY=VALUE&...`` after the ``?`` of a driver spec, values in TOML syntax."""
+    out: dict[str, Any] = {}
+    for item in text.split("&"):
+        key, eq, value = item.partition("=")
+        if not key or not eq:
+            raise BackendLoadError(f"{spec!r}: option {item!r} is not KEY=VALUE")
+        try:
+            out[key] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key] = value  # a bare word is a string
+    return out
+
+
+def _load_driven(spec: str) -> Backend:
+    """A generic driver's backend: ``DRIVER:MODULE:ATTR[?OPTIONS]`` or ``FILE.toml[?OPTIONS]``."""
+    base, _, options = spec.partition("?")
+    fixed = _options(spec, options) if options else {}
+    try:
+        if base.endswith(".toml"):
+            implementation, config = load_file(base)
+        else:
+            implementation, config = base, DriverConfig()
+        driver_name, _, target = implementation.partition(":")
+        name = f"{config.name}?{options}" if config.name and options else config.name or spec
+        config = dataclasses.replace(config, fixed={**config.fixed, **fixed}, name=name)
+    except DriverConfigError as exc:
+        raise BackendLoadError(str(exc)) from None
+    if driver_name not in DRIVERS:
+        raise BackendLoadError(f"unknown driver {driver_name!r} in {spec!r}; known: "
+                               f"{', '.join(DRIVERS)} (DRIVER:MODULE:ATTR)")
+    where = f"the {driver_name} driver ({DRIVERS[driver_name]})"
+    try:
+        make = _import_attr(DRIVERS[driver_name])
+    except BackendLoadError as exc:
+        raise BackendLoadError(f"{spec}: {where} is unavailable: {exc}") from None
+    try:
+        return make(target, config)
+    except DriverConfigError as exc:
+        raise BackendLoadError(str(exc)) from None
+    except Exception as exc:
+        raise BackendLoadError(f"{spec}: {where} failed: {type(exc).__name__}: {exc}") from exc
 
 
 def _import_attr(spec: str) -> Any:
@@ -83,7 +163,8 @@ def _import_attr(spec: str) -> Any:
 
 
 def load(spec: str) -> Backend:
-    """The backend named by a built-in short name, an entry-point name or ``module:attr``."""
+    """The backend named by a built-in short name, an entry-point name, ``module:attr``,
+    ``DRIVER:MODULE:ATTR`` or a driver file (see the module docstring)."""
     if spec in BUILTINS:
         return _instantiate(_import_attr(BUILTINS[spec]), spec)
     eps = _entry_points()
@@ -94,10 +175,13 @@ def load(spec: str) -> Backend:
             raise BackendLoadError(f"entry point {spec!r} failed to load: "
                                    f"{type(exc).__name__}: {exc}") from exc
         return _instantiate(obj, spec)
+    if spec.partition("?")[0].endswith(".toml") or spec.partition("?")[0].count(":") >= 2:
+        return _load_driven(spec)
     if ":" in spec:
         return _instantiate(_import_attr(spec), spec)
     raise BackendLoadError(f"unknown backend {spec!r}; known: {', '.join(known_names())} "
-                           "(or give 'module:attr')")
+                           "(or give 'module:attr', 'DRIVER:MODULE:ATTR' or a driver file "
+                           "'NAME.toml')")
 
 
 def capabilities_of(backend: Backend) -> Capabilities:

@@ -12,146 +12,69 @@ torch.tensor_lr      ``lr`` a 1-element float64 tensor, updated in place between
 torch.capturable     ``capturable=True`` with a device tensor lr: CUDA only
 ===================  =====================================================================
 
-The classes differ only in constructor flags and in a few hooks (how parameters, the learning
-rate and the step are prepared). Everything crossing the NumPy/torch boundary goes through
-:mod:`implementations._torch_common`.
+Every one but ``torch.compile`` is the generic torch driver
+(:mod:`implementations.drivers.torch_optim`, what ``torch:torch.optim:RMSprop?foreach=true``
+names) over ``torch.optim.RMSprop`` with its flags: the bundled paths are driven exactly as a
+user's optimizer is. What is specific to a path stays here: a tensor learning rate
+(``torch.tensor_lr``, ``torch.capturable``) and the compiled functional step (``torch.compile``).
+Everything crossing the NumPy/torch boundary goes through :mod:`implementations._torch_common`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
 from torch._dynamo.utils import counters
 from torch.optim.rmsprop import rmsprop
 
-from conformance.backend import Capabilities
 from conformance.case import Case, Trajectory
 from implementations._torch_common import (
-    ALL_DTYPES,
-    available_devices,
     check_state_matches,
     grad_tensor,
-    raw_torch_kwargs,
     state_from_torch,
     state_to_torch,
     to_numpy,
     to_torch,
     torch_kwargs,
 )
+from implementations.drivers.config import DriverConfig
+from implementations.drivers.torch_optim import TorchOptimBackend
 from spec.rmsprop import init_state
 
 __all__ = ["Capturable", "Compiled", "Differentiable", "ForLoop", "Foreach", "TensorLR"]
 
-FEATURES = frozenset({
-    "weight_decay", "momentum", "centered", "maximize", "lr_schedule", "multi_param",
-    "mixed_dtypes", "state_readout", "state_load", "layouts", "zero_size", "reject_invalid",
-    "tensor_lr",
-})
 
+class _TorchRMSprop(TorchOptimBackend):
+    """``torch.optim.RMSprop`` through the generic driver; subclasses pick the code path."""
 
-class _TorchRMSprop:
-    """``torch.optim.RMSprop`` driven step by step; subclasses pick the code path."""
-
-    name: ClassVar[str]
+    name: ClassVar[str]  # type: ignore[misc]
     description: ClassVar[str]
-    flags: ClassVar[dict[str, Any]] = {}  # foreach / differentiable / capturable
+    path_flags: ClassVar[dict[str, Any]] = {}  # foreach / differentiable / capturable
 
-    # -- the backend contract ------------------------------------------------------------------
-    def capabilities(self) -> Capabilities:
-        devices, unavailable = available_devices()
-        return Capabilities(profile="torch", dtypes=ALL_DTYPES, devices=devices,
-                            features=FEATURES, unavailable=unavailable,
-                            description=f"{self.description} (torch {torch.__version__})")
-
-    def make_optimizer(self, hparams: Mapping[str, Any]) -> torch.optim.RMSprop:
-        """torch.optim.RMSprop built from raw spec-named values (P13: torch validates)."""
-        kwargs = raw_torch_kwargs(hparams)
-        if "lr" in kwargs:
-            kwargs["lr"] = self._lr_argument(kwargs["lr"], torch.device("cpu"))
-        return torch.optim.RMSprop([torch.zeros(2, requires_grad=True)], **kwargs, **self.flags)
-
-    def run(self, case: Case) -> Trajectory:
-        kwargs = torch_kwargs(case.hp)
-        device = self._device(case)
-        if case.initial_state is not None:
-            check_state_matches(case.hp, case.initial_state)
-        opt, params = self._session(case, kwargs, device)
-        traj = Trajectory.empty(with_state=True)
-        for k, grads in enumerate(case.grads):
-            for p, g in zip(params, grads):
-                p.grad = grad_tensor(g, device)
-            self._set_lr(opt, case.lr_at(k))
-            self._step(opt)
-            state = opt.state_dict()["state"]
-            traj.append([to_numpy(p) for p in params],
-                        [state_from_torch(state[i]) for i in range(len(params))])
-        return traj
-
-    # -- hooks ---------------------------------------------------------------------------------
-    def _device(self, case: Case) -> torch.device:
-        caps = self.capabilities()
-        if case.device not in caps.devices:
-            reason = caps.unavailable.get(case.device.split(":")[0], "not supported")
-            raise ValueError(f"{self.name}: device {case.device!r} unavailable: {reason}")
-        return torch.device(case.device)
-
-    def _param(self, t: torch.Tensor) -> torch.Tensor:
-        return t
-
-    def _lr_argument(self, lr: Any, device: torch.device) -> Any:
-        return lr
-
-    def _set_lr(self, opt: torch.optim.RMSprop, lr: float) -> None:
-        opt.param_groups[0]["lr"] = lr
-
-    def _step(self, opt: torch.optim.RMSprop) -> None:
-        opt.step()
-
-    def _step_device(self, device: torch.device) -> torch.device:
-        return torch.device("cpu")
-
-    def _session(self, case: Case, kwargs: dict[str, Any], device: torch.device
-                 ) -> tuple[torch.optim.RMSprop, list[torch.Tensor]]:
-        """A fresh optimizer over fresh parameters holding the case's values and state."""
-        params = [self._param(to_torch(a, device)) for a in case.materialized_params()]
-        kwargs = {**kwargs, "lr": self._lr_argument(kwargs["lr"], device)}
-        opt = torch.optim.RMSprop(params, **kwargs, **self.flags)
-        if case.initial_state is not None:
-            sd = opt.state_dict()
-            sd["state"] = {i: state_to_torch(st, p, self._step_device(device))
-                           for i, (st, p) in enumerate(zip(case.initial_state, params))}
-            opt.load_state_dict(sd)
-        return opt, params
+    def __init__(self) -> None:
+        super().__init__(torch.optim.RMSprop, DriverConfig(profile="torch",
+                                                           fixed=self.path_flags),
+                         self.name, self.description)
 
 
 class ForLoop(_TorchRMSprop):
     name = "torch.forloop"
     description = "torch.optim.RMSprop, foreach=False (single-tensor for-loop)"
-    flags = {"foreach": False}
+    path_flags = {"foreach": False}
 
 
 class Foreach(_TorchRMSprop):
     name = "torch.foreach"
     description = "torch.optim.RMSprop, foreach=True (multi-tensor _foreach_* ops)"
-    flags = {"foreach": True}
+    path_flags = {"foreach": True}
 
 
 class Differentiable(_TorchRMSprop):
     name = "torch.differentiable"
     description = ("torch.optim.RMSprop, differentiable=True, stepping under autograd on "
                    "parameters that require grad")
-    flags = {"foreach": False, "differentiable": True}
-
-    def _param(self, t: torch.Tensor) -> torch.Tensor:
-        # A non-leaf that requires grad and keeps t's strides: torch allows in-place updates of
-        # it, and the step is recorded by autograd (a leaf would refuse the in-place update).
-        leaf = t.detach().clone().requires_grad_(True)
-        out = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device)
-        with torch.enable_grad():
-            out.copy_(leaf)
-        return out
+    path_flags = {"foreach": False, "differentiable": True}
 
 
 class _TensorLrMixin:
@@ -167,33 +90,21 @@ class _TensorLrMixin:
             return lr
         return torch.full(self.lr_shape, lr, dtype=torch.float64, device=device)
 
-    def _set_lr(self, opt: torch.optim.RMSprop, lr: float) -> None:
+    def _set_lr(self, opt: torch.optim.Optimizer, lr: float) -> None:
         opt.param_groups[0]["lr"].fill_(lr)
 
 
 class TensorLR(_TensorLrMixin, _TorchRMSprop):
     name = "torch.tensor_lr"
     description = "torch.optim.RMSprop, foreach=False, lr a float64 tensor of shape (1,)"
-    flags = {"foreach": False}
+    path_flags = {"foreach": False}
 
 
 class Capturable(_TensorLrMixin, _TorchRMSprop):
     name = "torch.capturable"
     description = ("torch.optim.RMSprop, capturable=True, foreach=True, lr a device tensor "
                    "(CUDA only)")
-    flags = {"foreach": True, "capturable": True}
-
-    def capabilities(self) -> Capabilities:
-        devices, _ = available_devices()
-        cuda = tuple(d for d in devices if d.startswith("cuda"))
-        unavailable = {} if cuda else {
-            "cuda": "capturable=True needs a CUDA device; none on this machine"}
-        return Capabilities(profile="torch", dtypes=ALL_DTYPES, devices=cuda, features=FEATURES,
-                            unavailable=unavailable,
-                            description=f"{self.description} (torch {torch.__version__})")
-
-    def _step_device(self, device: torch.device) -> torch.device:
-        return device
+    path_flags = {"foreach": True, "capturable": True}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,7 +122,7 @@ def _functional_step(params: list[torch.Tensor], grads: list[torch.Tensor],
             centered=centered)
 
 
-class Compiled(_TorchRMSprop):
+class Compiled(ForLoop):
     """``torch.compile(dynamic=True)`` of the step ``RMSprop.step`` runs (foreach=False).
 
     What is compiled: ``torch.optim.rmsprop.rmsprop``, the function ``RMSprop.step`` hands its
@@ -237,7 +148,6 @@ class Compiled(_TorchRMSprop):
     description = ("torch.compile(dynamic=True) of torch.optim.rmsprop.rmsprop (the step "
                    "RMSprop.step runs, foreach=False), lr a 0-d float64 tensor; inductor's FX "
                    "graph cache off (it serves a stale alpha)")
-    flags = {"foreach": False}
     # Every structure, alpha and weight_decay value is one more compiled entry; dynamo's default
     # limit (8) would silently fall back to eager execution, which would certify the wrong thing.
     dynamo_config: ClassVar[dict[str, Any]] = {

@@ -1,0 +1,469 @@
+"""The generic torch driver: any ``torch.optim.Optimizer`` class or factory as a backend.
+
+``torch:timm.optim:RMSpropTF`` (``DRIVER:MODULE:ATTR``) certifies ``RMSpropTF`` with no adapter
+code; the bundled ``torch.forloop``, ``torch.foreach``, ``torch.differentiable`` and
+``torch.tensor_lr`` are this driver over ``torch.optim.RMSprop`` with their flags.
+
+What is read off the implementation:
+
+- **Hyperparameters**: the constructor's keywords, matched to the spec's names through
+  ``config.SYNONYMS`` (``[hyperparameters]`` of a driver file wins). A spec feature with no keyword
+  (``maximize``, ``nesterov``, ...) is *unsupported*: not declared, never passed. A convention
+  axis that the constructor takes under its spec name (``lr_in_momentum``, ``eps_in_sqrt``) is
+  passed from the case. ``[fixed]`` keywords are passed on every construction.
+- **Code paths**: a constructor keyword among ``CODE_PATH_FLAGS`` (``foreach``,
+  ``differentiable``, ``capturable``) selects another code path. The backend certifies the path
+  its ``[fixed]`` values pick, the constructor's defaults otherwise (``foreach=None`` is the
+  for-loop on a CPU); one backend per path, each named by its flags:
+  ``torch:torch.optim:RMSprop?foreach=true`` (the registry puts ``?KEY=VALUE&...`` into
+  ``[fixed]``). The description lists the paths the constructor offers.
+- **State**: one probe step (centered and with momentum where supported) shows the keys the
+  optimizer keeps per parameter (``optimizer.state_dict()["state"]``); they are matched to SPEC
+  R14's names through ``config.STATE_SYNONYMS`` (``[state]`` wins). Without a ``step`` and a
+  ``square_avg`` key, "state_readout" and "state_load" are not declared and the multi-step
+  properties judge parameters only (the description says so); with keys that match no spec name,
+  "state_load" is not declared (a loaded state would miss them).
+- **Tensor learning rate**: "tensor_lr" is declared when the constructor accepts a 0-d tensor lr.
+- **Profile**: ``config.profile``; ``None`` means "to be identified": until the ``identify``
+  step exists the driver assumes "torch" and says so in the description.
+
+Every NumPy/torch crossing goes through :mod:`implementations._torch_common` (bfloat16 as int16
+views, layouts through ``empty_strided``, gradients in the caller's memory on the CPU).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from conformance.backend import Capabilities
+from conformance.case import Case, Trajectory
+from implementations._torch_common import (
+    ALL_DTYPES,
+    available_devices,
+    grad_tensor,
+    state_from_torch,
+    state_to_torch,
+    to_numpy,
+    to_torch,
+)
+from implementations.drivers.config import (
+    STATE_SYNONYMS,
+    DriverConfig,
+    DriverConfigError,
+    keyword_map,
+)
+from spec.rmsprop import HParams, ParamState
+
+__all__ = ["CODE_PATH_FLAGS", "TorchOptimBackend", "driver", "package_of"]
+
+# Constructor keywords that select another code path of the same algorithm.
+CODE_PATH_FLAGS = ("foreach", "differentiable", "capturable")
+# Convention axes (SPEC §3); those in AXIS_KEYWORDS are passed from the case when the constructor
+# takes a keyword of that name, the others are fixed by the claimed profile and conventions.
+CONVENTION_AXES = ("eps_in_sqrt", "initial_square_avg", "lr_in_momentum", "weight_decay_mode",
+                   "complex_mode", "maximize_order")
+AXIS_KEYWORDS = ("eps_in_sqrt", "lr_in_momentum")
+# Spec hyperparameters whose keyword, when present, makes a feature of the same name.
+_FEATURE_KEYWORDS = ("weight_decay", "momentum", "centered", "maximize", "nesterov",
+                     "bias_correction")
+# What any torch.optim optimizer driven here can do (the driver provides it).
+_ALWAYS = frozenset({"multi_param", "mixed_dtypes", "layouts", "zero_size", "reject_invalid"})
+# The probe's hyperparameters (spec names): valid, with every state-creating feature on.
+_PROBE_VALUES = {"centered": True, "momentum": 0.5}
+_REQUIRED_STATE = ("step", "square_avg")
+DEFAULT_PROFILE = "torch"
+
+
+def package_of(obj: Any) -> tuple[str, str] | None:
+    """``(distribution, version)`` of the installed package that defines ``obj``, if known."""
+    top = (getattr(obj, "__module__", None) or "").split(".")[0]
+    if not top:
+        return None
+    for dist in importlib.metadata.packages_distributions().get(top, [top]):
+        try:
+            return dist, importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    version = getattr(importlib.import_module(top), "__version__", None)
+    return (top, str(version)) if version else None
+
+
+def _qualname(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
+def _is_optimizer_class(obj: Any) -> bool:
+    return isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer)
+
+
+class TorchOptimBackend:
+    """A ``torch.optim.Optimizer`` class or factory driven as a conformance backend."""
+
+    def __init__(self, factory: Callable[..., Any], config: DriverConfig, name: str,
+                 description: str = "") -> None:
+        if isinstance(factory, type) and not _is_optimizer_class(factory):
+            raise DriverConfigError(f"{name}: {_qualname(factory)} is not a torch.optim.Optimizer "
+                                    "subclass (nor a factory returning one)")
+        if not callable(factory):
+            raise DriverConfigError(f"{name}: {type(factory).__name__} object {factory!r} is not "
+                                    "a torch.optim.Optimizer class or factory")
+        self.name = name
+        self.factory = factory
+        self.config = config
+        self.flags: dict[str, Any] = dict(config.fixed)
+        self.keywords = keyword_map(factory, config)  # spec name -> the constructor's keyword
+        accepted = _keywords_of(factory)
+        self.axes = tuple(a for a in AXIS_KEYWORDS if a in accepted and a not in self.flags)
+        self.paths = tuple(f for f in CODE_PATH_FLAGS if f in accepted)
+        self._check_required(accepted)
+        self.package = package_of(factory)
+        self._probe()
+        self._caps = self._capabilities(description)
+
+    # -- loading -------------------------------------------------------------------------------
+    def _check_required(self, accepted: dict[str, inspect.Parameter]) -> None:
+        mapped = set(self.keywords.values()) | set(self.flags) | set(self.axes)
+        params = list(accepted.values())
+        missing = [p.name for p in params[1:] if p.default is p.empty and p.name not in mapped]
+        if missing:
+            raise DriverConfigError(
+                f"{self.name}: {_qualname(self.factory)} needs argument {missing[0]!r}, which "
+                "matches no spec hyperparameter; give its value in [fixed] or its spec name in "
+                "[hyperparameters] of a driver file")
+        bad = sorted(set(self.flags) - set(accepted)) if not _takes_var_keyword(self.factory) \
+            else []
+        if bad:
+            raise DriverConfigError(f"{self.name}: {_qualname(self.factory)} takes no keyword "
+                                    f"{bad[0]!r} (from [fixed]); it takes: "
+                                    f"{', '.join(list(accepted)[1:])}")
+
+    def _probe(self) -> None:
+        """Construct and step once: the optimizer works, its state keys, a tensor lr."""
+        hp = self._hparams().replace(
+            **{k: v for k, v in _PROBE_VALUES.items() if k in self.keywords})
+        device = self._devices()[0] if self._devices() else "cpu"
+        p = self._param(torch.ones(3, dtype=torch.float32, device=device))
+        try:
+            opt = self._construct([p], self._kwargs(hp, torch.device(device)))
+        except Exception as exc:
+            hint = "" if isinstance(self.factory, type) else (
+                " (a factory must take the parameters first and return a torch.optim.Optimizer)")
+            raise DriverConfigError(f"{self.name}: constructing {_qualname(self.factory)} "
+                                    f"raised {type(exc).__name__}: {exc}{hint}") from None
+        if not isinstance(opt, torch.optim.Optimizer):
+            raise DriverConfigError(f"{self.name}: {_qualname(self.factory)}(...) returned "
+                                    f"{type(opt).__name__}, not a torch.optim.Optimizer")
+        self.lr_key = self.keywords.get("lr")
+        self.schedulable = self.lr_key is not None and all(
+            self.lr_key in g for g in opt.param_groups)
+        self.tensor_lr = self.lr_key is not None and _accepts(
+            lambda: self._construct([torch.zeros(2, requires_grad=True)], {
+                **self._kwargs(hp, torch.device("cpu")),
+                self.lr_key: torch.tensor(hp.lr, dtype=torch.float64)}))
+        self.state_keys: dict[str, str] = {}
+        self.state_problem, self.loadable, self.step_dtype = "", False, None
+        if not self._devices():
+            self.state_problem = "not probed: no usable device here"
+            return
+        try:
+            p.grad = torch.full_like(p, 0.5)
+            opt.step()
+            found = opt.state_dict()["state"].get(0, {})
+        except Exception as exc:
+            self.state_problem = f"a probe step raised {type(exc).__name__}: {exc}"
+        else:
+            self._match_state(found, hp)
+
+    def _match_state(self, found: Mapping[str, Any], hp: HParams) -> None:
+        keys: dict[str, str] = {}
+        for spec_name, synonyms in STATE_SYNONYMS.items():
+            declared = self.config.state.get(spec_name)
+            key = declared if declared is not None else next(
+                (s for s in synonyms if s in found), None)
+            if key is not None and key in found:
+                keys[spec_name] = key
+        expected = [*_REQUIRED_STATE, *(["grad_avg"] if hp.centered else []),
+                    *(["momentum_buffer"] if hp.momentum > 0 else [])]
+        missing = [n for n in expected if n not in keys]
+        if missing:
+            self.state_problem = (f"no state key for {', '.join(missing)} among "
+                                  f"{sorted(found) or 'none'} (name it in [state])")
+            return
+        self.state_keys = keys
+        step = found[keys["step"]]
+        self.step_dtype = step.dtype if isinstance(step, torch.Tensor) else None
+        extra = sorted(set(found) - set(keys.values()))
+        self.loadable = not extra
+        if extra:
+            self.state_problem = (f"state keys {', '.join(extra)} match no spec name: the state "
+                                  "is read, not loaded")
+
+    # -- the backend contract ------------------------------------------------------------------
+    def capabilities(self) -> Capabilities:
+        return self._caps
+
+    def _devices(self) -> tuple[str, ...]:
+        devices, _ = available_devices()
+        if self.flags.get("capturable"):
+            return tuple(d for d in devices if d.startswith("cuda"))
+        return devices
+
+    def _capabilities(self, description: str) -> Capabilities:
+        features = set(_ALWAYS)
+        features |= {f for f in _FEATURE_KEYWORDS if f in self.keywords}
+        if self.schedulable:
+            features.add("lr_schedule")
+        if self.tensor_lr:
+            features.add("tensor_lr")
+        if self.state_keys:
+            features.add("state_readout")
+            if self.loadable:
+                features.add("state_load")
+        if self.config.features is not None:
+            declared = set(self.config.features)
+            bad = sorted(declared & set(_FEATURE_KEYWORDS) - set(self.keywords))
+            if bad:
+                raise DriverConfigError(f"{self.name}: feature {bad[0]!r} is declared but "
+                                        f"{_qualname(self.factory)} takes no keyword for it")
+            features = declared
+        _, unavailable = available_devices()
+        if self.flags.get("capturable") and not self._devices():
+            unavailable = {"cuda": "capturable=True needs a CUDA device; none on this machine"}
+        conventions = dict(self.config.conventions)
+        dtypes = frozenset(self.config.dtypes) if self.config.dtypes is not None else ALL_DTYPES
+        try:
+            return Capabilities(profile=self.config.profile or DEFAULT_PROFILE, dtypes=dtypes,
+                                devices=self._devices(), features=frozenset(features),
+                                conventions=conventions, unavailable=unavailable,
+                                description=self._describe(description, features))
+        except ValueError as exc:
+            raise DriverConfigError(f"{self.name}: {exc}") from None
+
+    def _describe(self, description: str, features: set[str]) -> str:
+        package = "" if self.package is None or self.package[0] == "torch" else \
+            f"{self.package[0]} {self.package[1]}, "
+        if description:
+            parts = [f"{description} ({package}torch {torch.__version__})"]
+        else:
+            parts = [f"{_qualname(self.factory)}, generic torch driver ({package}torch "
+                     f"{torch.__version__})"]
+            if self.paths:
+                chosen = ", ".join(f"{f}={self.flags[f]!r}" for f in self.paths
+                                   if f in self.flags)
+                parts.append(f"code path: {chosen or 'the constructor defaults'} (others through "
+                             f"{', '.join(self.paths)}, one backend each: "
+                             f"?{self.paths[0]}=true or [fixed] in a driver file)")
+        if self.config.profile is None:
+            parts.append(f"profile {DEFAULT_PROFILE!r} assumed: none declared (name it in a "
+                         "driver file)")
+        unsupported = [f for f in _FEATURE_KEYWORDS if f not in features]
+        if unsupported:
+            parts.append(f"unsupported (no keyword): {', '.join(unsupported)}")
+        if not self.state_keys:
+            parts.append(f"state not readable ({self.state_problem}): multi-step properties "
+                         "judge parameters only")
+        elif self.state_problem:
+            parts.append(self.state_problem)
+        return "; ".join(parts)
+
+    def make_optimizer(self, hparams: Mapping[str, Any]) -> torch.optim.Optimizer:
+        """The optimizer built from raw spec-named values (P13: the implementation validates).
+
+        Values go through unvalidated; a spec name with no keyword goes through unchanged (the
+        constructor then rejects it itself). An array is the framework's tensor form of it.
+        """
+        kwargs: dict[str, Any] = {**self._required_defaults(), **self.flags}
+        claimed = self._hparams()
+        for name, raw in hparams.items():
+            if name in CONVENTION_AXES and name not in self.axes:
+                if raw != getattr(claimed, name):
+                    raise ValueError(f"{self.name} has no {name} setting: it is fixed to "
+                                     f"{getattr(claimed, name)!r}, got {raw!r}")
+                continue
+            value = torch.from_numpy(raw) if isinstance(raw, np.ndarray) else raw
+            if name == "lr":
+                value = self._lr_argument(value, torch.device("cpu"))
+            kwargs[self.keywords.get(name, name)] = value
+        return self._construct([torch.zeros(2, requires_grad=True)], kwargs)
+
+    def run(self, case: Case) -> Trajectory:
+        self._check_case(case.hp)
+        device = self._device(case)
+        opt, params = self._session(case, device)
+        traj = Trajectory.empty(with_state=bool(self.state_keys))
+        for k, grads in enumerate(case.grads):
+            for p, g in zip(params, grads):
+                p.grad = grad_tensor(g, device)
+            if self.schedulable:
+                self._set_lr(opt, case.lr_at(k))
+            opt.step()
+            traj.append([to_numpy(p) for p in params], self._read_state(opt, case.hp, params))
+        return traj
+
+    # -- hooks (the bundled paths override some) -----------------------------------------------
+    def _construct(self, params: list[torch.Tensor], kwargs: dict[str, Any]) -> Any:
+        return self.factory(params, **kwargs)
+
+    def _param(self, t: torch.Tensor) -> torch.Tensor:
+        if not self.flags.get("differentiable"):
+            return t
+        # A non-leaf that requires grad and keeps t's strides: torch allows in-place updates of
+        # it, and the step is recorded by autograd (a leaf would refuse the in-place update).
+        leaf = t.detach().clone().requires_grad_(True)
+        out = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device)
+        with torch.enable_grad():
+            out.copy_(leaf)
+        return out
+
+    def _lr_argument(self, lr: Any, device: torch.device) -> Any:
+        return lr
+
+    def _set_lr(self, opt: torch.optim.Optimizer, lr: float) -> None:
+        for group in opt.param_groups:
+            group[self.lr_key] = lr
+
+    def _step_device(self, device: torch.device) -> torch.device:
+        return device if self.flags.get("capturable") else torch.device("cpu")
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _check_case(self, hp: HParams) -> None:
+        """Raise ValueError for a case this implementation has no setting for (never run it
+        under other conventions or features than it has)."""
+        claimed = self._hparams()
+        wrong = [f"{a}={getattr(hp, a)!r} (fixed to {getattr(claimed, a)!r})"
+                 for a in CONVENTION_AXES if a not in self.axes
+                 and getattr(hp, a) != getattr(claimed, a)]
+        wrong += [f"{f}=True (no keyword)" for f in ("centered", "maximize", "nesterov",
+                                                        "bias_correction")
+                  if getattr(hp, f) and f not in self.keywords]
+        wrong += [f"{f}={getattr(hp, f)!r} (no keyword)" for f in ("weight_decay", "momentum")
+                  if getattr(hp, f) != 0 and f not in self.keywords]
+        if wrong:
+            raise ValueError(f"{self.name} cannot run this case: " + ", ".join(wrong))
+
+    def _hparams(self) -> HParams:
+        return HParams.from_profile(self.config.profile or DEFAULT_PROFILE,
+                                    **self.config.conventions)
+
+    def _required_defaults(self) -> dict[str, Any]:
+        """Profile defaults for mapped keywords the constructor requires (P13 passes one name)."""
+        hp = self._hparams()
+        accepted = _keywords_of(self.factory)
+        return {kw: getattr(hp, name) for name, kw in self.keywords.items()
+                if kw in accepted and accepted[kw].default is inspect.Parameter.empty}
+
+    def _kwargs(self, hp: HParams, device: torch.device) -> dict[str, Any]:
+        kwargs = {kw: getattr(hp, name) for name, kw in self.keywords.items()}
+        kwargs.update({axis: getattr(hp, axis) for axis in self.axes})
+        if "lr" in self.keywords:
+            kwargs[self.keywords["lr"]] = self._lr_argument(hp.lr, device)
+        return {**kwargs, **self.flags}
+
+    def _device(self, case: Case) -> torch.device:
+        if case.device not in self._caps.devices:
+            reason = self._caps.unavailable.get(case.device.split(":")[0], "not supported")
+            raise ValueError(f"{self.name}: device {case.device!r} unavailable: {reason}")
+        return torch.device(case.device)
+
+    def _session(self, case: Case, device: torch.device
+                 ) -> tuple[torch.optim.Optimizer, list[torch.Tensor]]:
+        """A fresh optimizer over fresh parameters holding the case's values and state."""
+        params = [self._param(to_torch(a, device)) for a in case.materialized_params()]
+        opt = self._construct(params, self._kwargs(case.hp, device))
+        if case.initial_state is not None:
+            if not self.loadable:
+                raise ValueError(f"{self.name}: state_load is not supported "
+                                 f"({self.state_problem})")
+            _check_state_matches(case.hp, case.initial_state)
+            sd = opt.state_dict()
+            sd["state"] = {i: self._state_to_impl(st, p, device)
+                           for i, (st, p) in enumerate(zip(case.initial_state, params))}
+            opt.load_state_dict(sd)
+        return opt, params
+
+    def _state_to_impl(self, st: ParamState, p: torch.Tensor, device: torch.device
+                       ) -> dict[str, Any]:
+        spec_named = state_to_torch(st, p, self._step_device(device))
+        if self.step_dtype is None:
+            spec_named["step"] = int(st.step)
+        else:
+            spec_named["step"] = spec_named["step"].to(self.step_dtype)
+        return {self.state_keys[name]: value for name, value in spec_named.items()}
+
+    def _read_state(self, opt: torch.optim.Optimizer, hp: HParams,
+                    params: list[torch.Tensor]) -> list[ParamState] | None:
+        if not self.state_keys:
+            return None
+        # The read-out follows R14 (grad_avg iff centered, momentum_buffer iff momentum > 0)
+        # whatever else the implementation keeps.
+        wanted = {"step", "square_avg", *(["grad_avg"] if hp.centered else []),
+                  *(["momentum_buffer"] if hp.momentum > 0 else [])}
+        state = opt.state_dict()["state"]
+        out = []
+        for i in range(len(params)):
+            found = state.get(i, {})
+            out.append(state_from_torch({name: found[key] for name, key in self.state_keys.items()
+                                         if name in wanted and key in found}))
+        return out
+
+
+def _check_state_matches(hp: HParams, states: tuple[ParamState, ...]) -> None:
+    """grad_avg iff centered, momentum_buffer iff momentum > 0 (R14): torch would fail obscurely."""
+    for i, st in enumerate(states):
+        if (st.grad_avg is not None) != bool(hp.centered):
+            raise ValueError(f"initial state {i}: grad_avg must be present iff centered")
+        if (st.momentum_buffer is not None) != (hp.momentum > 0):
+            raise ValueError(f"initial state {i}: momentum_buffer must be present iff "
+                             "momentum > 0")
+
+
+def _accepts(construct: Callable[[], Any]) -> bool:
+    try:
+        construct()
+    except Exception:
+        return False
+    return True
+
+
+def _keywords_of(factory: Callable[..., Any]) -> dict[str, inspect.Parameter]:
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {n: p for n, p in params.items()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def _takes_var_keyword(factory: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def driver(target: str, config: DriverConfig) -> TorchOptimBackend:
+    """The backend for ``MODULE:ATTR``, an Optimizer class or a factory returning one."""
+    name = config.name or f"torch:{target}"
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise DriverConfigError(f"{name}: expected torch:MODULE:ATTR")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        raise DriverConfigError(f"{name}: cannot import module {module_name!r}: "
+                                f"{type(exc).__name__}: {exc}") from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise DriverConfigError(f"{name}: module {module_name!r} has no attribute "
+                                    f"{attr!r}") from None
+    return TorchOptimBackend(obj, config, name)
