@@ -178,8 +178,9 @@ def test_float64_trajectory_matches_oracle_tightly(backend_cls) -> None:
 @pytest.mark.parametrize("backend_cls", EAGER, ids=lambda c: c.name)
 def test_layouts_reach_torch_as_non_contiguous_tensors(backend_cls) -> None:
     case = mixed_case(steps=1)
+    backend = backend_cls()  # outside the spy: loading steps a probe optimizer once
     with spy_on_step() as seen:
-        backend_cls().run(case)
+        backend.run(case)
     (record,) = seen
     # float32 (2, 3) transposed: column-major; bfloat16 (5, 2) every other element.
     assert record["strides"][0] == (1, 2)
@@ -272,8 +273,9 @@ def test_code_paths_are_what_their_names_say() -> None:
     expected = {tb.ForLoop: (False, False), tb.Foreach: (True, False),
                 tb.Differentiable: (False, True), tb.TensorLR: (False, False)}
     for cls, (foreach, differentiable) in expected.items():
+        backend = cls()  # outside the spy: loading steps a probe optimizer once
         with spy_on_step() as seen:
-            cls().run(case)
+            backend.run(case)
         assert [r["flags"] for r in seen] == [{"foreach": foreach,
                                                "differentiable": differentiable}] * 2
         assert [r["lr_value"] for r in seen] == [0.1, 0.02]
