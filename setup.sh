@@ -11,3 +11,6 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[all,dev]"
+# The timm extra without its dependencies: they would pull torchvision and a CUDA torch.
+# timm/optim/rmsprop_tf.py needs only torch (tests/timm_shim.py imports it without torchvision).
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "timm>=1.0"
