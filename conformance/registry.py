@@ -85,7 +85,8 @@ def _not_a_backend(obj: Any, spec: str, why: str) -> BackendLoadError:
 
 
 def _instantiate(obj: Any, spec: str) -> Backend:
-    if _driver_for(obj) is not None:
+    if _driver_for(obj) is not None and not (hasattr(obj, "capabilities")
+                                             and hasattr(obj, "run")):
         raise _not_a_backend(obj, spec, "")
     if isinstance(obj, type) or (callable(obj) and not isinstance(obj, Backend)):
         try:
