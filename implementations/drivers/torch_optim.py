@@ -47,6 +47,7 @@ from conformance.case import Case, Trajectory
 from implementations._torch_common import (
     ALL_DTYPES,
     available_devices,
+    check_state_matches,
     grad_tensor,
     state_from_torch,
     state_to_torch,
@@ -381,7 +382,7 @@ class TorchOptimBackend:
             if not self.loadable:
                 raise ValueError(f"{self.name}: state_load is not supported "
                                  f"({self.state_problem})")
-            _check_state_matches(case.hp, case.initial_state)
+            check_state_matches(case.hp, case.initial_state)
             sd = opt.state_dict()
             sd["state"] = {i: self._state_to_impl(st, p, device)
                            for i, (st, p) in enumerate(zip(case.initial_state, params))}
@@ -412,16 +413,6 @@ class TorchOptimBackend:
             out.append(state_from_torch({name: found[key] for name, key in self.state_keys.items()
                                          if name in wanted and key in found}))
         return out
-
-
-def _check_state_matches(hp: HParams, states: tuple[ParamState, ...]) -> None:
-    """grad_avg iff centered, momentum_buffer iff momentum > 0 (R14): torch would fail obscurely."""
-    for i, st in enumerate(states):
-        if (st.grad_avg is not None) != bool(hp.centered):
-            raise ValueError(f"initial state {i}: grad_avg must be present iff centered")
-        if (st.momentum_buffer is not None) != (hp.momentum > 0):
-            raise ValueError(f"initial state {i}: momentum_buffer must be present iff "
-                             "momentum > 0")
 
 
 def _accepts(construct: Callable[[], Any]) -> bool:
