@@ -125,12 +125,31 @@ def _deadline(name: str) -> Iterator[None]:
         done.set()
 
 
-def call_backend(backend: Backend, caps: Capabilities, case: Case) -> Trajectory:
+def _copy(a: np.ndarray | None) -> np.ndarray | None:
+    return None if a is None else np.array(a, copy=True)
+
+
+def exposed_copy(case: Case) -> Case:
+    """The case with fresh copies of every array: what a backend is handed, so that whatever it
+    writes into its inputs (R24, P6's finding) cannot change the values the judge works from."""
+    state = None if case.initial_state is None else tuple(
+        ParamState(s.step, _copy(s.square_avg), _copy(s.grad_avg), _copy(s.momentum_buffer))
+        for s in case.initial_state)
+    return case.replace(params=tuple(_copy(p) for p in case.params),
+                        grads=tuple(tuple(_copy(g) for g in gs) for gs in case.grads),
+                        initial_state=state)
+
+
+def call_backend(backend: Backend, caps: Capabilities, case: Case,
+                 exposed: Case | None = None) -> Trajectory:
+    """``backend.run`` on a copy of ``case`` (``exposed``, when given: P6 watches it), guarded by
+    the time and memory limits; the trajectory checked against the contract."""
     global backend_seconds  # noqa: PLW0603  (a per-process accumulator, read by the runner)
+    handed = exposed_copy(case) if exposed is None else exposed
     start = time.perf_counter()
     try:
         with _deadline(backend.name):
-            traj = backend.run(case)
+            traj = backend.run(handed)
     except BackendTimeout:
         raise
     except Exception as exc:
@@ -315,14 +334,17 @@ def check_trajectory(backend: Backend, caps: Capabilities, case: Case) -> Outcom
 
 def check_no_mutation(backend: Backend, caps: Capabilities, case: Case) -> Outcome:
     """P6: the caller's arrays (parameters, gradients, initial state) are unchanged (R24)."""
-    arrays = list(case.params) + [g for gs in case.grads for g in gs]
-    if case.initial_state is not None:
-        arrays += [a for s in case.initial_state
-                   for a in (s.square_avg, s.grad_avg, s.momentum_buffer) if a is not None]
-    before = [a.tobytes() for a in arrays]
-    call_backend(backend, caps, case)
-    for n, (a, b) in enumerate(zip(arrays, before)):
-        if a.tobytes() != b:
+    def arrays(c: Case) -> list[np.ndarray]:
+        out = list(c.params) + [g for gs in c.grads for g in gs]
+        if c.initial_state is not None:
+            out += [a for s in c.initial_state
+                    for a in (s.square_avg, s.grad_avg, s.momentum_buffer) if a is not None]
+        return out
+
+    handed = exposed_copy(case)
+    call_backend(backend, caps, case, exposed=handed)
+    for n, (a, b) in enumerate(zip(arrays(handed), arrays(case))):
+        if a.tobytes() != b.tobytes():
             what = ("parameter" if n < len(case.params) else
                     "gradient" if n < len(case.params) * (1 + case.n_steps) else "state array")
             _fail("P6", Violation("R24", "value", f"the caller's {what} array #{n} was modified "

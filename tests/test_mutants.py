@@ -12,6 +12,7 @@ import json
 
 import pytest
 
+from conformance import serialize
 from conformance.properties import BY_ID, PropertyFailure
 from conformance.runner import Target, new_record, run_property
 from tests.mutants import EXPECTED_PROPERTY, MUTANTS, Reference
@@ -57,3 +58,28 @@ def test_reference_passes_what_catches_mutants(prop_id: str, tmp_path) -> None:
         run_property(prop_id, target)
         assert target.record["status"] == "pass", target.record
         assert target.record["examples"] >= 1 or prop_id == "P13"
+
+
+@pytest.mark.parametrize("prop_id", ["P1", "P2", "P7", "P11"])
+def test_writing_into_its_inputs_fails_p6_and_nothing_else(prop_id: str, tmp_path) -> None:
+    """One defect, one failure: a backend that adds weight decay into the caller's gradient in
+    place (mutant ``mutates_gradient``, caught by P6) is judged by every other property on the
+    values it was given, so its arithmetic — otherwise correct — conforms there."""
+    target = _target(MUTANTS["mutates_gradient"](), prop_id, "float64", tmp_path)
+    run_property(prop_id, target)
+    assert target.record["status"] == "pass", target.record
+
+
+@pytest.mark.parametrize("name", sorted(MUTANTS))
+def test_counterexample_is_the_bugs_own(name: str, tmp_path) -> None:
+    """A catch is the bug's own: the mutant's stored counterexample passes on its correct base
+    (Reference), so it says something about the bug, not about a region where correct code
+    fails too."""
+    prop_id = EXPECTED_PROPERTY[name]
+    target = _target(MUTANTS[name](), prop_id, _dtype(name, prop_id), tmp_path)
+    with pytest.raises(PropertyFailure):
+        run_property(prop_id, target)
+    doc = json.loads(open(target.record["counterexample"], encoding="utf-8").read())
+    case = None if doc["case"] is None else serialize.case_from_json(doc["case"])
+    base = Reference()
+    BY_ID[prop_id].check(base, base.capabilities(), case)  # raises PropertyFailure if not
