@@ -344,6 +344,15 @@ def cmd_repro(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_identify(args: argparse.Namespace) -> int:
+    from conformance import identify
+
+    try:
+        return identify.command(args.name, args.json)
+    except identify.IdentifyUsageError as exc:
+        raise UsageError(str(exc)) from None
+
+
 # ---------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rmsprop-conformance", description=__doc__.split("\n")[0])
@@ -402,6 +411,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("counterexample", help="a counterexample JSON file (see the report)")
     p.add_argument("--backend", default=None, help="replay on this backend instead")
     p.set_defaults(func=cmd_repro)
+
+    p = sub.add_parser("identify", help="which conventions (SPEC §3) a backend follows: the "
+                       "profile and overrides that reproduce it; exit 0 when one fits")
+    p.add_argument("name", metavar="NAME", help="a backend name, as for certify")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_identify)
     return parser
 
 
