@@ -33,8 +33,6 @@ views, layouts through ``empty_strided``, gradients in the caller's memory on th
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -54,6 +52,10 @@ from implementations._torch_common import (
     to_numpy,
     to_torch,
 )
+from implementations.drivers._common import keywords_of as _keywords_of
+from implementations.drivers._common import package_of, resolve
+from implementations.drivers._common import qualname as _qualname
+from implementations.drivers._common import takes_var_keyword as _takes_var_keyword
 from implementations.drivers.config import (
     STATE_SYNONYMS,
     DriverConfig,
@@ -80,24 +82,6 @@ _ALWAYS = frozenset({"multi_param", "mixed_dtypes", "layouts", "zero_size", "rej
 _PROBE_VALUES = {"centered": True, "momentum": 0.5}
 _REQUIRED_STATE = ("step", "square_avg")
 DEFAULT_PROFILE = "torch"
-
-
-def package_of(obj: Any) -> tuple[str, str] | None:
-    """``(distribution, version)`` of the installed package that defines ``obj``, if known."""
-    top = (getattr(obj, "__module__", None) or "").split(".")[0]
-    if not top:
-        return None
-    for dist in importlib.metadata.packages_distributions().get(top, [top]):
-        try:
-            return dist, importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    version = getattr(importlib.import_module(top), "__version__", None)
-    return (top, str(version)) if version else None
-
-
-def _qualname(obj: Any) -> str:
-    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
 
 
 def _is_optimizer_class(obj: Any) -> bool:
@@ -423,38 +407,7 @@ def _accepts(construct: Callable[[], Any]) -> bool:
     return True
 
 
-def _keywords_of(factory: Callable[..., Any]) -> dict[str, inspect.Parameter]:
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return {}
-    return {n: p for n, p in params.items()
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-
-
-def _takes_var_keyword(factory: Callable[..., Any]) -> bool:
-    try:
-        params = inspect.signature(factory).parameters.values()
-    except (TypeError, ValueError):
-        return True
-    return any(p.kind is p.VAR_KEYWORD for p in params)
-
-
 def driver(target: str, config: DriverConfig) -> TorchOptimBackend:
     """The backend for ``MODULE:ATTR``, an Optimizer class or a factory returning one."""
     name = config.name or f"torch:{target}"
-    module_name, _, attr = target.partition(":")
-    if not module_name or not attr:
-        raise DriverConfigError(f"{name}: expected torch:MODULE:ATTR")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except Exception as exc:
-        raise DriverConfigError(f"{name}: cannot import module {module_name!r}: "
-                                f"{type(exc).__name__}: {exc}") from None
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise DriverConfigError(f"{name}: module {module_name!r} has no attribute "
-                                    f"{attr!r}") from None
-    return TorchOptimBackend(obj, config, name)
+    return TorchOptimBackend(resolve("torch", target, name), config, name)

@@ -1,0 +1,88 @@
+"""What every generic driver reads off an implementation the same way: the object a
+``MODULE:ATTR`` names, a callable's keywords, and the package that defines it."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from implementations.drivers.config import DriverConfigError
+
+__all__ = ["keywords_of", "missing_required", "off_value", "package_of", "qualname", "resolve",
+           "takes_var_keyword"]
+
+
+def resolve(driver: str, target: str, name: str) -> Any:
+    """The object ``MODULE:ATTR`` names (``name``: the backend, for messages)."""
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise DriverConfigError(f"{name}: expected {driver}:MODULE:ATTR")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        raise DriverConfigError(f"{name}: cannot import module {module_name!r}: "
+                                f"{type(exc).__name__}: {exc}") from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise DriverConfigError(f"{name}: module {module_name!r} has no attribute "
+                                    f"{attr!r}") from None
+    return obj
+
+
+def qualname(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
+def package_of(obj: Any) -> tuple[str, str] | None:
+    """``(distribution, version)`` of the installed package that defines ``obj``, if known."""
+    top = (getattr(obj, "__module__", None) or "").split(".")[0]
+    if not top:
+        return None
+    for dist in importlib.metadata.packages_distributions().get(top, [top]):
+        try:
+            return dist, importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    version = getattr(importlib.import_module(top), "__version__", None)
+    return (top, str(version)) if version else None
+
+
+def keywords_of(factory: Callable[..., Any]) -> dict[str, inspect.Parameter]:
+    """The parameters ``factory`` takes by keyword (empty when it has no signature)."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {n: p for n, p in params.items()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def takes_var_keyword(factory: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def missing_required(accepted: Mapping[str, inspect.Parameter], mapped: set[str],
+                     skip: int = 0) -> list[str]:
+    """Required parameters (after the first ``skip``) that no mapping provides."""
+    params = list(accepted.values())[skip:]
+    return [p.name for p in params if p.default is p.empty and p.name not in mapped]
+
+
+def off_value(accepted: Mapping[str, inspect.Parameter], keyword: str, value: Any) -> Any:
+    """``value``, or ``None`` where it is 0 and the keyword's default is ``None``: such a
+    constructor says "off" with ``None`` (optax's ``momentum=None``, Keras's
+    ``weight_decay=None``), and a 0 would build another program (a trace of decay 0)."""
+    param = accepted.get(keyword)
+    if param is not None and param.default is None and not isinstance(value, bool) \
+            and isinstance(value, (int, float)) and value == 0:
+        return None
+    return value
