@@ -353,6 +353,15 @@ def cmd_identify(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
 
 
+def cmd_translate(args: argparse.Namespace) -> int:
+    from conformance import translate
+
+    try:
+        return translate.command(args.source, args.target, args.values, args.json)
+    except translate.TranslateError as exc:
+        raise UsageError(str(exc)) from None
+
+
 # ---------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rmsprop-conformance", description=__doc__.split("\n")[0])
@@ -417,6 +426,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME", help="a backend name, as for certify")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_identify)
+
+    p = sub.add_parser("translate", help="hyperparameters from one profile's framework to "
+                       "another's, with the largest difference the oracle finds")
+    p.add_argument("--from", dest="source", required=True, metavar="PROFILE")
+    p.add_argument("--to", dest="target", required=True, metavar="PROFILE")
+    p.add_argument("values", nargs="*", metavar="NAME=VALUE",
+                   help="the source framework's argument names (e.g. lr=0.01 alpha=0.99)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_translate)
     return parser
 
 
