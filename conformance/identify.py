@@ -9,8 +9,14 @@ judged by the tolerance model (SPEC §8, :func:`conformance.tolerance.judge`) un
 combination of axis values. The combinations that fit every probe are the implementation's
 conventions; the profile (SPEC §4) that needs the fewest overrides to become one of them is
 reported with those overrides. When no combination fits, the closest profile is reported with the
-rules its probes break. Declared flags (centered, nesterov, bias correction, maximize) are then
-checked under the conventions found.
+rules its probes break. A probe that no combination fits (a bug no convention explains, such as
+a complex gradient squared as g·g) is reported as broken, and the axes are decided by the other
+probes. Declared flags (centered, nesterov, bias correction, maximize) are then checked under the
+conventions found.
+
+The probes run under the backend's declared conventions: an implementation that takes an axis as
+an argument (optax's ``eps_in_sqrt``, timm's ``lr_in_momentum``) is fingerprinted at the value it
+is handed.
 
 An axis that no probe could vary on this backend (no momentum feature, no complex dtype, ...) is
 "untestable", never guessed; so is one whose sides the probes cannot tell apart under the other
@@ -142,6 +148,12 @@ class Identification:
 # ---------------------------------------------------------------------------------------------
 # Probes
 # ---------------------------------------------------------------------------------------------
+# float32 first: every framework's native precision (some compute float64 parameters in float32);
+# the probes' sides differ by far more than its rounding.
+_REAL_DTYPES = ("float32", "float64", "float16", "bfloat16")
+_COMPLEX_DTYPES = ("complex64", "complex128")
+
+
 def _dtype(caps: Capabilities, choices: Sequence[str]) -> str | None:
     return next((d for d in choices if d in caps.dtypes), None)
 
@@ -176,8 +188,8 @@ def _base(caps: Capabilities) -> HParams:
 
 def probes(caps: Capabilities) -> tuple[list[Probe], dict[str, tuple[tuple[str, ...], str]]]:
     """The axis probes this backend can run, and the others: their axes and what they need."""
-    real = _dtype(caps, ("float64", "float32", "float16", "bfloat16"))
-    cplx = _dtype(caps, ("complex128", "complex64"))
+    real = _dtype(caps, _REAL_DTYPES)
+    cplx = _dtype(caps, _COMPLEX_DTYPES)
     device = caps.devices[0]
     base = _base(caps)
     has = caps.supports
@@ -215,7 +227,7 @@ def probes(caps: Capabilities) -> tuple[list[Probe], dict[str, tuple[tuple[str, 
 
 def flag_probes(caps: Capabilities) -> dict[str, Probe]:
     """One probe per declared flag (SPEC §6), on the denominator probe's values."""
-    real = _dtype(caps, ("float64", "float32", "float16", "bfloat16"))
+    real = _dtype(caps, _REAL_DTYPES)
     if real is None:
         return {}
     base = _base(caps)
@@ -373,22 +385,25 @@ def identify(backend: Backend, caps: Capabilities) -> Identification:
     with_state = caps.supports("state_readout")
     judged = _Judge(runs, with_state)
     values = {a: _candidates(a) for a in AXES}
-    fitting, combos = _fitting(judged, values)
-    if not fitting:  # an initial square_avg no profile uses?
+    combos, good = _fitting_probes(judged, values)
+    if len(good) < len(runs):  # an initial square_avg no profile uses?
         extra = _estimates(runs) - set(values["initial_square_avg"])
         if extra:
             values["initial_square_avg"] += tuple(sorted(extra))
-            fitting, combos = _fitting(judged, values)
+            combos, good = _fitting_probes(judged, values)
+    # A probe that no combination fits breaks a rule no convention explains: it is reported,
+    # and the axes are decided by the others.
+    bad = [n for n in runs if n not in good]
+    fitting = [c for c in combos if not judged.failures(c, good)]
     declared = caps.profile
-    broken: list[str] = []
     if fitting:
         profile, combo, equal = _choose(fitting, declared)
     else:
-        fewest = min(len(judged.failures(c, runs)) for c in combos)
-        nearest = [c for c in combos if len(judged.failures(c, runs)) == fewest]
+        fewest = min(len(judged.failures(c, good)) for c in combos)
+        nearest = [c for c in combos if len(judged.failures(c, good)) == fewest]
         profile, combo, equal = _choose(nearest, declared)
-        broken = judged.failures(combo, runs)
-    axes = [_axis_finding(a, values[a], combo, fitting, judged, axis_probes, skipped)
+    broken = judged.failures(combo, runs)
+    axes = [_axis_finding(a, values[a], combo, fitting, judged, good, bad, skipped)
             for a in AXES]
     features = {}
     flag_runs = _run_probes(backend, caps, flag_probes(caps).values(), notes)
@@ -413,24 +428,28 @@ def identify(backend: Backend, caps: Capabilities) -> Identification:
         probes=notes, broken=broken, equally_close=equal)
 
 
-def _fitting(judged: _Judge, values: dict[str, tuple[Any, ...]]
-             ) -> tuple[list[Combo], list[Combo]]:
+def _fitting_probes(judged: _Judge, values: dict[str, tuple[Any, ...]]
+                    ) -> tuple[list[Combo], list[str]]:
+    """Every combination of the axes' values, and the probes that at least one of them fits."""
     combos = list(itertools.product(*(values[a] for a in AXES)))
-    return [c for c in combos if not judged.failures(c, judged.runs)], combos
+    return combos, [n for n in judged.runs
+                    if any(judged.violation(n, c) is None for c in combos)]
 
 
 def _axis_finding(axis: str, candidates: tuple[Any, ...], combo: Combo, fitting: list[Combo],
-                  judged: _Judge, built: list[Probe],
+                  judged: _Judge, good: list[str], bad: list[str],
                   skipped: dict[str, tuple[tuple[str, ...], str]]) -> AxisFinding:
     i = AXES.index(axis)
     combos = [c[:i] + (v,) + c[i + 1:] for c in fitting or [combo] for v in candidates]
-    relevant = [n for n in judged.runs if judged.relevant(n, axis, combos)]
+    relevant = [n for n in good if judged.relevant(n, axis, combos)]
     fit_values = tuple(v for v in candidates if any(c[i] == v for c in fitting))
     if not relevant:
-        meant = [p.name for p in built if axis in p.axes]
+        meant = [p for p in good + bad if axis in judged.runs[p][0].axes]
         why = [f"{n} {text}" for n, (axes, text) in skipped.items() if axis in axes]
-        if meant:
-            why = [f"it has no effect in {', '.join(meant)} under the other axes found"]
+        why += [f"{n} fits no setting of the axes (it breaks a rule no convention explains)"
+                for n in meant if n in bad]
+        why += [f"it has no effect in {n} under the other axes found" for n in meant
+                if n in good]
         return AxisFinding(axis, None, fit_values, "; ".join(why) or "no probe depends on it",
                            {})
     evidence = {}

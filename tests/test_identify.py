@@ -118,6 +118,19 @@ def test_nothing_fits_names_closest_profile_and_rules(mutant: type, broken: str)
     assert any(b.startswith(f"{broken}: R") for b in found.broken), found.broken
 
 
+def test_a_probe_no_convention_explains_leaves_the_others_decided() -> None:
+    """Complex gradients squared as g*g (bug class 10) break the complex probe under every
+    complex_mode; the real axes are still decided by the other probes."""
+    backend = mutants.ComplexProductSquare()
+    found = identify(backend, backend.capabilities())
+    assert not found.fits
+    assert [b.split(":")[0] for b in found.broken] == ["complex"]
+    torch_axes = HParams.from_profile("torch")
+    assert found.conventions == {a: "untestable" if a == "complex_mode"
+                                 else getattr(torch_axes, a) for a in AXES}
+    assert (found.profile, found.overrides) == ("torch", {})
+
+
 def test_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["identify", "seed", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
