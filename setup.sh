@@ -10,6 +10,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0"
+# keras is pinned to the version the committed reports (reports/keras*.json) were made with.
+.venv/bin/python -m pip install -q --disable-pip-version-check "keras==3.15.1"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[all,dev]"
 # The timm extra without its dependencies: they would pull torchvision and a CUDA torch.
 # timm/optim/rmsprop_tf.py needs only torch (tests/timm_shim.py imports it without torchvision).
