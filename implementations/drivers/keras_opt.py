@@ -115,7 +115,7 @@ class KerasOptimizerBackend:
     # -- loading -------------------------------------------------------------------------------
     def _check_keywords(self) -> None:
         mapped = set(self.keywords.values()) | set(self.flags)
-        missing = missing_required(self.accepted, mapped, skip=1)  # skip self
+        missing = missing_required(self.accepted, mapped)
         if missing:
             raise DriverConfigError(
                 f"{self.name}: {qualname(self.cls)} needs argument {missing[0]!r}, which "
@@ -125,7 +125,7 @@ class KerasOptimizerBackend:
         if bad and not takes_var_keyword(self.cls):
             raise DriverConfigError(f"{self.name}: {qualname(self.cls)} takes no keyword "
                                     f"{bad[0]!r} (from [fixed]); it takes: "
-                                    f"{', '.join(list(self.accepted)[1:])}")
+                                    f"{', '.join(self.accepted)}")
 
     def _construct(self, kwargs: Mapping[str, Any]) -> Any:
         return self.cls(**kwargs)
