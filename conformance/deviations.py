@@ -7,10 +7,17 @@ A TOML file of ``[[deviation]]`` tables::
     property = "P4"                # property id or name, fnmatch pattern
     dtype = "float16"              # fnmatch pattern ("*" by default)
     rule = "R27"                   # optional: only failures that break this rule
+    cause = "eps-underflow"        # the mechanism of a spurious non-finite value it excuses
     reason = "eps underflows in float16 (pytorch#23796)"
     link = "https://github.com/pytorch/pytorch/issues/23796"
 
 Matching failures are reported as known; entries that match nothing produce a warning.
+
+A failure that is a spurious non-finite value carries its cause (conformance/causes.py): an entry
+excuses it only when it names that cause, so an entry excuses a mechanism, never every NaN of a
+target. An entry without ``cause`` excuses no non-finite failure (only value and structure
+failures); ``cause = "unexplained"`` is not allowed, and an entry for R27 (the non-finite rule)
+without a cause would excuse nothing, so it is rejected when the file is loaded.
 """
 
 from __future__ import annotations
@@ -19,12 +26,15 @@ import dataclasses
 import fnmatch
 from pathlib import Path
 
+from conformance.causes import EXCUSABLE
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-_FIELDS = {"backend", "property", "dtype", "rule", "reason", "link", "device"}
+_FIELDS = {"backend", "property", "dtype", "rule", "reason", "link", "device", "cause"}
+NONFINITE_RULE = "R27"
 
 
 class DeviationsError(ValueError):
@@ -40,10 +50,12 @@ class Deviation:
     device: str = "*"
     rule: str = "*"
     link: str = ""
+    cause: str = ""  # "" : excuses no spurious non-finite value
 
     def matches(self, *, backend: str, prop_id: str, prop_name: str, dtype: str | None,
-                device: str | None, rule: str | None) -> bool:
-        return (fnmatch.fnmatchcase(backend, self.backend)
+                device: str | None, rule: str | None, cause: str | None = None) -> bool:
+        return ((cause or "") == self.cause
+                and fnmatch.fnmatchcase(backend, self.backend)
                 and (fnmatch.fnmatchcase(prop_id, self.property)
                      or fnmatch.fnmatchcase(prop_name, self.property))
                 and fnmatch.fnmatchcase(dtype or "", self.dtype)
@@ -51,7 +63,7 @@ class Deviation:
                 and fnmatch.fnmatchcase(rule or "", self.rule))
 
     def label(self) -> str:
-        return f"{self.backend} {self.property} {self.dtype} {self.rule}".strip()
+        return f"{self.backend} {self.property} {self.dtype} {self.rule} {self.cause}".strip()
 
 
 def load(path: str | Path) -> list[Deviation]:
@@ -80,5 +92,15 @@ def load(path: str | Path) -> list[Deviation]:
                                   f"{', '.join(sorted(_FIELDS))}")
         if not all(isinstance(v, str) for v in entry.values()):
             raise DeviationsError(f"{path}: deviation #{n}: every value must be a string")
+        cause = entry.get("cause")
+        if cause is None and entry.get("rule") == NONFINITE_RULE:
+            raise DeviationsError(f"{path}: deviation #{n} ({entry['backend']} "
+                                  f"{entry['property']} {NONFINITE_RULE}): a spurious non-finite "
+                                  "value is excused only by its cause; add cause = one of "
+                                  f"{', '.join(EXCUSABLE)}")
+        if cause is not None and cause not in EXCUSABLE:
+            raise DeviationsError(f"{path}: deviation #{n} ({entry['backend']} "
+                                  f"{entry['property']}): unknown cause {cause!r}; allowed: "
+                                  f"{', '.join(EXCUSABLE)}")
         out.append(Deviation(**entry))
     return out

@@ -216,7 +216,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     for n, d in enumerate(state.deviations):
         if d.matches(backend=record["backend"], prop_id=record["property"],
                      prop_name=record["name"], dtype=record["dtype"], device=record["device"],
-                     rule=record.get("rule")):
+                     rule=record.get("rule"), cause=record.get("cause")):
             record.update(status="known", known_reason=d.reason, known_link=d.link)
             report.outcome = "skipped"
             report.wasxfail = f"known deviation: {d.reason}"

@@ -138,6 +138,8 @@ def run_property(prop_id: str, target: Target) -> None:
         record.update(status="fail", label=failure.label, rule=failure.violation.rule,
                       message=failure.violation.describe(), counterexample=str(path),
                       replay=replay_command(path))
+        if failure.violation.cause is not None:
+            record["cause"] = failure.violation.cause
         raise PropertyFailure(prop.id, failure.violation, failure.case, failure.label) from None
     except BackendError as exc:
         record.update(status="error", message=str(exc))

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from conformance import causes
 from conformance.case import Case, Trajectory
 from spec.rmsprop import ParamState, dtype_info, init_state, step_with_bounds
 
@@ -73,6 +74,7 @@ class Violation:
     expected: float | None = None
     observed: float | None = None
     bound: float | None = None
+    cause: str | None = None  # spurious non-finite values: the mechanism (conformance/causes.py)
 
     @property
     def numerical(self) -> bool:
@@ -95,6 +97,8 @@ class Violation:
             diff = abs_diff(self.expected, self.observed)
             text += (f"\n  expected {self.expected!r} (exact, float64), observed "
                      f"{self.observed!r}, |diff| = {diff!r}, allowed {K} x bound {self.bound!r}")
+        if self.cause is not None:
+            text += f"\n  cause: {self.cause} ({causes.CAUSES[self.cause]})"
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -295,12 +299,35 @@ def judge(case: Case, traj: Trajectory, *, state_dtypes: bool = False) -> Judgem
                                  bounds.overflow[i], tiny, step=k, param=i, field=name,
                                  judgement=out, inputs_finite=finite)
         if out.violations:
+            out.violations = _with_causes(out.violations, case, params, state, exact_s, traj, k)
             return out
         params = tuple(np.asarray(x) for x in observed)
         if traj.states is not None:
             state, state_err = traj.states[k], None
         else:
             state, state_err = exact_s, state_err_next
+    return out
+
+
+def _with_causes(violations: list[Violation], case: Case, params: Sequence[np.ndarray],
+                 state: Sequence[ParamState], exact_s: Sequence[ParamState], traj: Trajectory,
+                 k: int) -> list[Violation]:
+    """Each spurious non-finite value of step k with its cause, from the step's inputs and the
+    returned state where that conforms (the exact one without a read-out)."""
+    out = []
+    for v in violations:
+        if v.kind == "spurious_nonfinite" and v.param is not None and v.index is not None:
+            i = v.param
+            returned: ParamState | None = exact_s[i]
+            if traj.states is not None:
+                wrong = any(w.param == i and w.field in ("square_avg", "grad_avg")
+                            for w in violations)
+                returned = None if wrong else traj.states[k][i]
+            cause = causes.classify(case.hp, case.lr_at(k), params[i], case.grads[k][i],
+                                    state[i], exact_s[i], returned, v.index)
+            out.append(dataclasses.replace(v, cause=cause))
+        else:
+            out.append(v)
     return out
 
 
