@@ -65,6 +65,8 @@ def _variance(hp: HParams, st: ParamState, at: tuple[int, ...], cplx: bool, corr
     ``rdt``, as an implementation in that dtype computes it."""
     v = _square_avg(st.square_avg, at, cplx, hp)
     gbar = _components(st.grad_avg, at) if hp.centered else None
+    if not (np.isfinite(v).all() and (gbar is None or np.isfinite(gbar).all())):
+        return np.full(v.shape, np.nan)  # a non-finite state explains nothing
     if rdt is None:
         # v/c − ḡ²/c² has the sign of v·c − ḡ² (c = 1 − α^t > 0): exact in rationals.
         c = Fraction(corr)
