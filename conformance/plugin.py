@@ -190,7 +190,20 @@ def conformance_target(request: pytest.FixtureRequest):
     out = state.report_dir if state.report_dir else Path(".rmsprop-conformance")
     return Target(spec, backend, caps, dtype, device, state.profile,
                   out / "counterexamples", record, request.node.nodeid, state.seed,
-                  state.example_timeout, state.memory_limit)
+                  state.example_timeout, state.memory_limit,
+                  excused=lambda v: _deviation_index(state, record, v.rule, v.cause) is not None)
+
+
+def _deviation_index(state: _State, record: dict[str, Any], rule: str | None,
+                     cause: str | None) -> int | None:
+    """The index of the first known deviation excusing ``rule`` (and ``cause``) on the record's
+    target, or None."""
+    for n, d in enumerate(state.deviations):
+        if d.matches(backend=record["backend"], prop_id=record["property"],
+                     prop_name=record["name"], dtype=record["dtype"], device=record["device"],
+                     rule=rule, cause=cause):
+            return n
+    return None
 
 
 def _record_of(report: pytest.TestReport) -> dict[str, Any] | None:
@@ -213,16 +226,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if record.get("status") not in ("fail", "error"):
         # An exception the runner did not classify (e.g. a Hypothesis error) is an error.
         record.update(status="error", message=str(call.excinfo.value) if call.excinfo else "")
-    for n, d in enumerate(state.deviations):
-        if d.matches(backend=record["backend"], prop_id=record["property"],
-                     prop_name=record["name"], dtype=record["dtype"], device=record["device"],
-                     rule=record.get("rule"), cause=record.get("cause")):
-            record.update(status="known", known_reason=d.reason, known_link=d.link)
-            report.outcome = "skipped"
-            report.wasxfail = f"known deviation: {d.reason}"
-            # xdist workers send their reports to the controller; mark which entry matched.
-            record["deviation_index"] = n
-            break
+    n = _deviation_index(state, record, record.get("rule"), record.get("cause"))
+    if n is not None:
+        d = state.deviations[n]
+        record.update(status="known", known_reason=d.reason, known_link=d.link)
+        report.outcome = "skipped"
+        report.wasxfail = f"known deviation: {d.reason}"
+        # xdist workers send their reports to the controller; mark which entry matched.
+        record["deviation_index"] = n
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

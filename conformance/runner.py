@@ -11,12 +11,14 @@ import json
 import os
 import shlex
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, reject, seed, settings
 from hypothesis.errors import Flaky
+from hypothesis.internal.conjecture import engine
 
 from conformance import properties, serialize
 from conformance.backend import Backend, Capabilities
@@ -31,7 +33,7 @@ from conformance.properties import (
     label_of,
     unsupported_reason,
 )
-from conformance.strategies import settings_for
+from conformance.strategies import settings_for, shrink_seconds_for
 from conformance.tolerance import Violation
 
 RECORD_KEY = "rmsprop_conformance"
@@ -55,6 +57,9 @@ class Target:
     memory_limit: int | None = None
     aborted: BackendTimeout | None = None
     last_failure: PropertyFailure | None = None
+    # Whether a known deviation excuses a violation (set by the plugin from --known-deviations).
+    excused: Callable[[Violation], bool] | None = None
+    excused_failure: PropertyFailure | None = None
 
 
 def new_record(prop: Property, backend: Backend, dtype: str | None, device: str) -> dict:
@@ -169,6 +174,7 @@ def run_property(prop_id: str, target: Target) -> None:
 def _search(prop: Property, target: Target) -> None:
     strategy = prop.strategy(target.caps, target.dtype, target.device)
     started = time.perf_counter()
+    failed_at: list[float] = []  # when the first failure that is shrunk was found
 
     def example(case: Case) -> None:
         if target.aborted is not None:
@@ -184,6 +190,16 @@ def _search(prop: Property, target: Target) -> None:
                 target.record.setdefault("first_failure", {
                     "examples": target.record["examples"] + 1,
                     "seconds": round(time.perf_counter() - started, 3)})
+                if target.excused is not None and target.excused(failure.violation):
+                    # A known deviation: its first case is reported as found (shrinking it
+                    # again on every run would teach nothing), and the search goes on for
+                    # failures the deviation does not excuse.
+                    target.excused_failure = target.excused_failure or failure
+                    figures = target.record["figures"]
+                    figures["excused_examples"] = figures.get("excused_examples", 0) + 1
+                    return
+                if target.last_failure is None:
+                    failed_at.append(time.perf_counter())
                 target.last_failure = failure
                 raise
             # A spurious non-finite value is P4's finding (R27); counting it here instead of
@@ -198,4 +214,18 @@ def _search(prop: Property, target: Target) -> None:
         given(case=strategy)(example))
     if target.seed is not None:
         test = seed(target.seed)(test)
-    test()
+    # Shrinking is time-boxed (Hypothesis reads this module constant when shrinking starts); a
+    # cut-short shrink reports the smallest failing case found until then.
+    limit = shrink_seconds_for(target.profile)
+    target.record["shrink_limit_seconds"] = limit
+    previous, engine.MAX_SHRINKING_SECONDS = engine.MAX_SHRINKING_SECONDS, limit
+    try:
+        test()
+    finally:
+        engine.MAX_SHRINKING_SECONDS = previous
+        if failed_at:
+            shrinking = time.perf_counter() - failed_at[0]
+            target.record["shrink_seconds"] = round(shrinking, 3)
+            target.record["shrink_cut_short"] = shrinking >= limit
+    if target.excused_failure is not None:
+        raise target.excused_failure
