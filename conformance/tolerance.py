@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -148,9 +148,22 @@ def _pairs(a: Any) -> np.ndarray:
     return a.astype(np.float64)
 
 
-def _compare(exact: np.ndarray, bound: np.ndarray, observed: Any, overflow: np.ndarray | None,
-             tiny: float, *, step: int, param: int, field: str, judgement: Judgement,
-             inputs_finite: bool, max_report: int = 1) -> None:
+class _Elementwise(NamedTuple):
+    """One field of a step (or of several stacked steps) compared element by element."""
+
+    skip: np.ndarray  # exempt elements (overflow; a non-finite reference from finite inputs)
+    ratio: np.ndarray  # |impl - exact| / bound where judged, else 0
+    ex: np.ndarray
+    obs: np.ndarray
+    bnd: np.ndarray
+    checks: tuple[tuple[np.ndarray, str, str, str], ...]  # (mask, rule, kind, message)
+
+
+def _elementwise(exact: np.ndarray, bound: np.ndarray, observed: Any,
+                 overflow: np.ndarray | None, tiny: float, field: str,
+                 inputs_finite: bool | np.ndarray) -> _Elementwise | Violation:
+    """The masks of R27, R26 and the value rule for one field; a structure violation when the
+    shapes differ. ``inputs_finite`` is one flag, or one per leading row of stacked steps."""
     if np.iscomplexobj(observed) and not np.iscomplexobj(exact):
         # A real quantity (square_avg under "modulus") held in a complex dtype: its values are
         # judged on the real part; the dtype itself is R14's business.
@@ -161,29 +174,25 @@ def _compare(exact: np.ndarray, bound: np.ndarray, observed: Any, overflow: np.n
     if bnd.ndim == ex.ndim + 1:
         bnd = bnd[..., 0]  # modulus: one real square_avg per complex element
     if obs.shape != ex.shape:
-        judgement.violations.append(Violation(
-            "R14", "structure", f"shape {list(obs.shape)} where the spec has {list(ex.shape)}",
-            step=step, param=param, field=field))
-        return
+        return Violation("R14", "structure",
+                         f"shape {list(obs.shape)} where the spec has {list(ex.shape)}",
+                         field=field)
     bnd = np.broadcast_to(bnd, ex.shape)
     skip = np.zeros(ex.shape, dtype=bool)
     if overflow is not None:
         ov = np.asarray(overflow)
         skip = np.broadcast_to(ov[..., None] if ov.ndim < ex.ndim else ov, ex.shape)
     ex_fin = np.isfinite(ex)
-    if inputs_finite:
-        # From finite inputs exact math is finite (R27); a non-finite float64 reference is the
-        # oracle's own overflow or cancellation, which cannot judge the element (R26 needs a
-        # non-finite input to propagate).
-        skip = skip | ~ex_fin
-    judgement.exempt += int(skip.sum())
-    judgement.elements += int(ex.size - skip.sum())
+    # From finite inputs exact math is finite (R27); a non-finite float64 reference is the
+    # oracle's own overflow or cancellation, which cannot judge the element (R26 needs a
+    # non-finite input to propagate).
+    finite = np.reshape(inputs_finite, np.shape(inputs_finite) + (1,) * (ex.ndim - 1)) \
+        if np.ndim(inputs_finite) else bool(inputs_finite)
+    skip = skip | (~ex_fin & finite)
     obs_fin = np.isfinite(obs)
     with np.errstate(invalid="ignore", over="ignore"):
         diff = np.abs(obs - ex)
         ratio = np.where(ex_fin & obs_fin & ~skip & np.isfinite(bnd), diff / (bnd + tiny), 0.0)
-    if ratio.size:
-        judgement.max_ratio = max(judgement.max_ratio, float(np.nanmax(ratio)))
     checks = (
         (ex_fin & ~obs_fin & ~skip, "R27", "spurious_nonfinite",
          "non-finite where exact math on the same inputs is finite"),
@@ -192,18 +201,32 @@ def _compare(exact: np.ndarray, bound: np.ndarray, observed: Any, overflow: np.n
         (ex_fin & obs_fin & ~skip & (diff > K * bnd + tiny), FIELD_RULES[field], "value",
          "outside the rounding-error bound"),
     )
-    for mask, rule, kind, message in checks:
+    return _Elementwise(skip, ratio, ex, obs, bnd, checks)
+
+
+def _compare(exact: np.ndarray, bound: np.ndarray, observed: Any, overflow: np.ndarray | None,
+             tiny: float, *, step: int, param: int, field: str, judgement: Judgement,
+             inputs_finite: bool, max_report: int = 1) -> None:
+    cmp = _elementwise(exact, bound, observed, overflow, tiny, field, inputs_finite)
+    if isinstance(cmp, Violation):
+        judgement.violations.append(dataclasses.replace(cmp, step=step, param=param))
+        return
+    judgement.exempt += int(cmp.skip.sum())
+    judgement.elements += int(cmp.ex.size - cmp.skip.sum())
+    if cmp.ratio.size:
+        judgement.max_ratio = max(judgement.max_ratio, float(np.nanmax(cmp.ratio)))
+    for mask, rule, kind, message in cmp.checks:
         if not mask.any():
             continue
         # Report the worst element of each kind: largest ratio for values, first otherwise.
-        idx = np.unravel_index(int(np.argmax(np.where(mask, ratio, -1.0))) if kind == "value"
-                               else int(np.argmax(mask)), ex.shape)
+        idx = np.unravel_index(int(np.argmax(np.where(mask, cmp.ratio, -1.0)))
+                               if kind == "value" else int(np.argmax(mask)), cmp.ex.shape)
         count = int(mask.sum())
         more = f" ({count} elements)" if count > 1 else ""
         judgement.violations.append(Violation(
             rule, kind, message + more, step=step, param=param, field=field,
-            index=tuple(int(i) for i in idx), expected=float(ex[idx]), observed=float(obs[idx]),
-            bound=float(bnd[idx])))
+            index=tuple(int(i) for i in idx), expected=float(cmp.ex[idx]),
+            observed=float(cmp.obs[idx]), bound=float(cmp.bnd[idx])))
         if len(judgement.violations) >= max_report:
             return
 
@@ -266,7 +289,11 @@ def judge(case: Case, traj: Trajectory, *, state_dtypes: bool = False) -> Judgem
     params = tuple(case.params)
     state = case.initial_state if case.initial_state is not None else init_state(params, case.hp)
     state_err: Sequence[ParamState] | None = None
-    for k in range(case.n_steps):
+    start = _judge_stacked(case, traj, params, state, out, state_dtypes)
+    if start:
+        params = tuple(np.asarray(x) for x in traj.params[start - 1])
+        state = traj.states[start - 1]
+    for k in range(start, case.n_steps):
         observed = traj.params[k]
         if len(observed) != len(params):
             out.violations.append(Violation("R23", "structure", f"{len(observed)} parameters "
@@ -307,6 +334,115 @@ def judge(case: Case, traj: Trajectory, *, state_dtypes: bool = False) -> Judgem
         else:
             state, state_err = exact_s, state_err_next
     return out
+
+
+_STATE_FIELDS = ("square_avg", "grad_avg", "momentum_buffer")
+
+
+def _stack(rows: Sequence[Any], complex_ok: bool = False) -> np.ndarray | None:
+    """Rows of one kind (all real or all complex) stacked exactly in float64/complex128; None
+    when the kinds differ (``complex_ok``: real rows join complex ones, as the oracle reads a
+    real square_avg of a complex parameter)."""
+    arrays = [np.asarray(r) for r in rows]
+    kinds = {a.dtype.kind == "c" for a in arrays}
+    if len(kinds) > 1 and not complex_ok:
+        return None
+    wide = np.complex128 if True in kinds else np.float64
+    return np.stack([a.astype(wide) for a in arrays])
+
+
+def _plausible(hp: Any, param: np.ndarray, observed: Any, st: Any) -> bool:
+    """Whether one parameter's output of a step has the parameter's shape and dtype and a state
+    with the fields the spec has (the inputs of the next step can be stacked)."""
+    obs = np.asarray(observed)
+    if obs.shape != param.shape or obs.dtype != param.dtype or not isinstance(st, ParamState):
+        return False
+    wanted = {"square_avg": True, "grad_avg": hp.centered, "momentum_buffer": hp.momentum > 0}
+    return all((getattr(st, f) is not None) == wanted[f]
+               and (getattr(st, f) is None or np.shape(getattr(st, f)) == param.shape)
+               for f in _STATE_FIELDS)
+
+
+def _judge_stacked(case: Case, traj: Trajectory, params: tuple[np.ndarray, ...],
+                   state: Sequence[ParamState], out: Judgement, state_dtypes: bool) -> int:
+    """Judge the leading steps of a trajectory with state read-out in one oracle call per
+    parameter, and return how many conform (the rest are judged step by step from there).
+
+    With read-out every step is re-aligned on the backend's own state, so the steps are
+    independent: their inputs stack along a leading axis, and the oracle's element-wise float64
+    arithmetic gives bit for bit the values and bounds of separate steps. Not used where a step
+    depends on more than its inputs (bias correction's step count, a changing learning rate) or
+    for a single step.
+    """
+    hp, n = case.hp, case.n_steps
+    if traj.states is None or n < 2 or hp.bias_correction \
+            or len({case.lr_at(k) for k in range(n)}) > 1:
+        return 0
+    limit = n
+    for k in range(n):
+        sts = traj.states[k]
+        if len(traj.params[k]) != len(params) or len(sts) != len(params) or not all(
+                _plausible(hp, p, o, st) for p, o, st in zip(params, traj.params[k], sts)):
+            limit = k
+            break
+    if limit < 2:
+        return 0
+    inputs = [state] + [traj.states[k] for k in range(limit - 1)]
+    judged = []  # per parameter: per-row (bad, exempt, elements, max ratio)
+    first_bad = limit
+    for i, p in enumerate(params):
+        thetas = _stack([p] + [traj.params[k][i] for k in range(limit - 1)])
+        grads = _stack([case.grads[k][i] for k in range(limit)])
+        fields = {f: None if getattr(inputs[0][i], f) is None else
+                  _stack([getattr(s[i], f) for s in inputs], complex_ok=f == "square_avg")
+                  for f in _STATE_FIELDS}
+        if thetas is None or grads is None or any(
+                v is None and getattr(inputs[0][i], f) is not None for f, v in fields.items()):
+            return 0
+        stacked = ParamState(inputs[0][i].step, fields["square_avg"], fields["grad_avg"],
+                             fields["momentum_buffer"])
+        ep, es, b = step_with_bounds([thetas], [grads], [stacked], hp, dtype=p.dtype,
+                                     lr=case.lr_at(0))
+        for k in range(limit):
+            spec_st = ParamState(inputs[k][i].step + 1, es[0].square_avg[k],
+                                 None if es[0].grad_avg is None else es[0].grad_avg[k],
+                                 None if es[0].momentum_buffer is None
+                                 else es[0].momentum_buffer[k])
+            if check_state_structure(traj.states[k][i], spec_st, p, step=k, index=i,
+                                     dtypes=state_dtypes):
+                first_bad = min(first_bad, k)
+                break
+        finite = np.array([_all_finite(thetas[k], grads[k], inputs[k][i])
+                           for k in range(limit)])
+        tiny = dtype_info(p.dtype).tiny
+        observed = {"params": [traj.params[k][i] for k in range(limit)]}
+        exact = {"params": ep[0], "square_avg": es[0].square_avg, "grad_avg": es[0].grad_avg,
+                 "momentum_buffer": es[0].momentum_buffer}
+        bounds = {"params": b.params[0], "square_avg": b.square_avg[0],
+                  "grad_avg": b.grad_avg[0], "momentum_buffer": b.momentum_buffer[0]}
+        for f in _STATE_FIELDS:
+            observed[f] = [getattr(traj.states[k][i], f) for k in range(limit)]
+        for f, rows in observed.items():
+            if bounds[f] is None:
+                continue
+            obs = _stack(rows)
+            cmp = None if obs is None else _elementwise(exact[f], bounds[f], obs, b.overflow[0],
+                                                        tiny, f, finite)
+            if not isinstance(cmp, _Elementwise):
+                return 0
+            bad = np.zeros(limit, dtype=bool)
+            for mask, *_ in cmp.checks:
+                bad |= mask.reshape(limit, -1).any(axis=1)
+            if bad.any():
+                first_bad = min(first_bad, int(np.argmax(bad)))
+            exempt = cmp.skip.reshape(limit, -1).sum(axis=1)
+            judged.append((exempt, cmp.skip[0].size - exempt,
+                           cmp.ratio.reshape(limit, -1).max(axis=1, initial=0.0)))
+    for exempt, elements, ratio in judged:
+        out.exempt += int(exempt[:first_bad].sum())
+        out.elements += int(elements[:first_bad].sum())
+        out.max_ratio = max(out.max_ratio, float(ratio[:first_bad].max(initial=0.0)))
+    return first_bad
 
 
 def _with_causes(violations: list[Violation], case: Case, params: Sequence[np.ndarray],
