@@ -1,22 +1,110 @@
-"""How long a certification takes, and how much of it is the backend.
+"""How long a certification takes, how much of it is the backend, and where the rest goes.
 
     python -m benchmarks.certify_time [BACKEND ...] [--profile ci] [-n 2]
+                                      [--known-deviations known-deviations.toml] [--repeat 3]
 
-Runs ``rmsprop-conformance certify`` for each backend (default: torch.foreach) and prints the wall
-time, the time the tests spent (summed over workers), the time spent inside ``backend.run``, and
-the harness overhead = test time / backend time. The issue's goal: torch.foreach with the ci
-profile in at most 2 minutes on a 2-core machine.
+For each backend: ``rmsprop-conformance certify`` as a user runs it (``-n`` workers), with and
+without the known-deviations file (a nonconformant certification should cost no more than a
+conformant one), median of ``--repeat`` runs: the wall time, the time inside ``backend.run``
+(summed over workers), the harness overhead = wall / backend time (the issue's figure) and test
+time / backend time. Then the breakdown of one in-process run (one worker, same settings) into
+input generation, the backend, oracle and bounds, diagnosis (alternative readings, labels),
+report writing and the rest (Hypothesis's engine, the checks' own code), and the pytest/xdist
+start-up (the same command selecting no test). The issue's goals: torch.foreach with the ci
+profile in at most 20 s wall on 2 cores, overhead at most 1.5x.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+import io
 import json
+import statistics
 import subprocess
-import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from conformance import cli
+
+
+def _command(name: str, args: argparse.Namespace, report_dir: Path,
+             known: str | None) -> list[str]:
+    ns = cli.build_parser().parse_args(
+        ["certify", name, "--profile", args.profile, "-n", args.jobs]
+        + (["--known-deviations", known] if known else []))
+    return cli.pytest_command(name, ns, report_dir)
+
+
+def _certify(name: str, args: argparse.Namespace, known: str | None,
+             extra: tuple[str, ...] = ()) -> tuple[float, dict[str, Any] | None]:
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = _command(name, args, Path(tmp), known) + list(extra)
+        start = time.perf_counter()
+        subprocess.run(cmd, check=False, capture_output=True)
+        wall = time.perf_counter() - start
+        path = next(Path(tmp).glob("*.json"), None)
+        return wall, None if path is None else json.loads(path.read_text())
+
+
+class _Clock:
+    """Exclusive time per category: time in a nested category is not counted in the outer one."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._stack: list[list[Any]] = []  # [category, start, time of nested categories]
+
+    def wrap(self, category: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def timed(*a: Any, **kw: Any) -> Any:
+            frame = [category, time.perf_counter(), 0.0]
+            self._stack.append(frame)
+            try:
+                return fn(*a, **kw)
+            finally:
+                self._stack.pop()
+                spent = time.perf_counter() - frame[1]
+                self.seconds[category] = self.seconds.get(category, 0.0) + spent - frame[2]
+                if self._stack:
+                    self._stack[-1][2] += spent
+        return timed
+
+
+def _breakdown(name: str, args: argparse.Namespace, known: str | None) -> dict[str, float]:
+    """One in-process run (-n 0) with the harness's stages timed."""
+    import pytest
+    from hypothesis.control import BuildContext
+
+    from conformance import properties, report, runner
+
+    clock = _Clock()
+    patches = [(BuildContext, "prep_args_kwargs_from_strategies", "input generation"),
+               (properties, "call_backend", "backend (with input copies)"),
+               (properties, "judge", "oracle and bounds"),
+               (properties, "run", "oracle and bounds"),
+               (properties, "diagnose", "diagnosis"),
+               (runner, "label_of", "diagnosis"),
+               (report, "write_session", "report writing")]
+    saved = [(obj, attr, getattr(obj, attr)) for obj, attr, _ in patches]
+    for obj, attr, category in patches:
+        setattr(obj, attr, clock.wrap(category, getattr(obj, attr)))
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = _command(name, args, Path(tmp), known)
+            cmd[cmd.index("-n") + 1] = "0"
+            start = time.perf_counter()
+            with contextlib.redirect_stdout(io.StringIO()), \
+                    contextlib.redirect_stderr(io.StringIO()):
+                clock.wrap("rest (Hypothesis engine, checks' own code)", pytest.main)(cmd[3:])
+            total = time.perf_counter() - start
+    finally:
+        for obj, attr, fn in saved:
+            setattr(obj, attr, fn)
+    return {"total": total, **clock.seconds}
 
 
 def main() -> None:
@@ -24,25 +112,37 @@ def main() -> None:
     parser.add_argument("backends", nargs="*", default=["torch.foreach"])
     parser.add_argument("--profile", default="ci")
     parser.add_argument("-n", "--jobs", default="2")
+    parser.add_argument("--known-deviations", default="known-deviations.toml")
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    print(f"{'backend':24} {'wall s':>8} {'tests s':>8} {'in run() s':>10} {'overhead':>9} "
-          f"{'examples':>9}  verdict")
     for name in args.backends:
-        with tempfile.TemporaryDirectory() as tmp:
-            start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "conformance.cli", "certify", name,
-                            "--profile", args.profile, "-n", args.jobs, "--report-dir", tmp],
-                           check=False, capture_output=True)
-            wall = time.perf_counter() - start
-            path = next(Path(tmp).glob("*.json"))
-            doc = json.loads(path.read_text())
-        results = doc["results"]
-        tests = sum(r["seconds"] for r in results)
-        inside = sum(r.get("backend_seconds", 0.0) for r in results)
-        examples = sum(r["examples"] for r in results)
-        overhead = tests / inside if inside else float("inf")
-        print(f"{name:24} {wall:8.1f} {tests:8.1f} {inside:10.1f} {overhead:8.1f}x "
-              f"{examples:9d}  {doc['verdict']} {doc['counts']}")
+        print(f"{name}, profile {args.profile}, -n {args.jobs} (median of {args.repeat})")
+        print(f"  {'deviations':12} {'wall s':>7} {'tests s':>8} {'in run() s':>10} "
+              f"{'wall/run':>9} {'tests/run':>10} {'examples':>9}  verdict")
+        for known in (args.known_deviations, None):
+            runs = [_certify(name, args, known) for _ in range(args.repeat)]
+            wall, doc = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
+            if doc is None:
+                print(f"  {'no report':12} {wall:7.1f}")
+                continue
+            results = doc["results"]
+            tests = sum(r["seconds"] for r in results)
+            inside = sum(r.get("backend_seconds", 0.0) for r in results)
+            examples = sum(r["examples"] for r in results)
+            print(f"  {'listed' if known else 'none':12} {wall:7.1f} {tests:8.1f} {inside:10.1f} "
+                  f"{wall / inside if inside else float('inf'):8.2f}x "
+                  f"{tests / inside if inside else float('inf'):9.2f}x {examples:9d}  "
+                  f"{doc['verdict']} {doc['counts']}  (walls: "
+                  f"{', '.join(f'{w:.1f}' for w, _ in runs)})")
+        startup = statistics.median(
+            _certify(name, args, args.known_deviations, ("-k", "no_test_has_this_name"))[0]
+            for _ in range(args.repeat))
+        parts = _breakdown(name, args, args.known_deviations)
+        total = parts.pop("total")
+        print(f"  breakdown of one in-process run (-n 0, known deviations listed): {total:.1f} s")
+        for category, seconds in sorted(parts.items(), key=lambda kv: -kv[1]):
+            print(f"    {category:44} {seconds:7.1f} s {100 * seconds / total:5.1f} %")
+        print(f"  pytest/xdist start-up (-n {args.jobs}, no test selected): {startup:.1f} s wall")
 
 
 if __name__ == "__main__":
