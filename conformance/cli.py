@@ -153,20 +153,23 @@ def cmd_certify(args: argparse.Namespace) -> int:
         names = list(profiles)
     if not names:
         raise UsageError("name at least one backend, or give --bundled")
-    loaded = []
+    loaded, known_devices = [], []
     for name in names:
         try:
             backend = registry.load(name)
-            registry.capabilities_of(backend)
+            caps = registry.capabilities_of(backend)
         except registry.BackendLoadError as exc:
             raise UsageError(str(exc)) from None
         except Exception as exc:  # as the plugin words it
             raise UsageError(f"{name}: capabilities() raised {type(exc).__name__}: "
                              f"{exc}") from None
         loaded.append((name, backend))
+        known_devices.extend([*caps.devices, *caps.unavailable])
     if args.known_deviations:
         try:
-            deviations.load(args.known_deviations)
+            deviations.load(args.known_deviations,
+                            backends=[n for name, b in loaded for n in (name, b.name)],
+                            devices=known_devices)
         except deviations.DeviationsError as exc:
             raise UsageError(str(exc)) from None
     if args.shard is not None:

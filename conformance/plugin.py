@@ -107,7 +107,10 @@ def pytest_configure(config: pytest.Config) -> None:
     deviations: list[dev.Deviation] = []
     if config.getoption("known_deviations"):
         try:
-            deviations = dev.load(config.getoption("known_deviations"))
+            deviations = dev.load(
+                config.getoption("known_deviations"),
+                backends=[n for name, backend, _ in loaded for n in (name, backend.name)],
+                devices=[d for *_, caps in loaded for d in (*caps.devices, *caps.unavailable)])
         except dev.DeviationsError as exc:
             raise pytest.UsageError(str(exc)) from None
     report_dir = config.getoption("report_dir")

@@ -132,6 +132,19 @@ _GOOD_ENTRY = 'backend = "seed"\nproperty = "P4"\nreason = "why"\n'
     ("[[deviation]]\n" + _GOOD_ENTRY.replace('"P4"', "4"), ("every value must be a string",)),
     ("[[exception]]\n" + _GOOD_ENTRY, ("expected only [[deviation]] tables", "exception")),
     ("deviation = 3\n", ("expected only [[deviation]] tables",)),
+    ("[[deviation]]\n" + _GOOD_ENTRY.replace('"P4"', '"P99"'),
+     ("deviation #1 (seed P99)", "property 'P99' matches no property", "P13",
+      "no_spurious_nonfinite")),
+    ("[[deviation]]\n" + _GOOD_ENTRY + 'dtype = "flaot16"\n',
+     ("dtype 'flaot16' matches no dtype", "float16, bfloat16")),
+    ("[[deviation]]\n" + _GOOD_ENTRY + 'rule = "R99"\n', ("rule 'R99' matches no rule", "R27")),
+    ("[[deviation]]\n" + _GOOD_ENTRY + 'device = "tpu"\n',
+     ("device 'tpu' matches no device", "cpu", "cuda:N")),
+    ("[[deviation]]\n" + _GOOD_ENTRY.replace('"seed"', '"tourch.*"'),
+     ("backend 'tourch.*' matches no bundled or named backend", "torch.foreach")),
+    ("[[deviation]]\n" + _GOOD_ENTRY.replace('"why"', '"  "'), ("the reason is empty",)),
+    ("[[deviation]]\n" + _GOOD_ENTRY + 'cause = "gremlins"\n',
+     ("unknown cause 'gremlins'", "eps-underflow")),
 ])
 def test_certify_rejects_a_malformed_known_deviations_file(tmp_path, text, fragments):
     path = tmp_path / "known-deviations.toml"

@@ -119,16 +119,16 @@ def test_known_deviation_turns_the_failure_into_xfail(user_dir: Path) -> None:
         reason = "sign flipped on purpose"
 
         [[deviation]]
-        backend = "nobody"
-        property = "P1"
-        reason = "matches nothing"
+        backend = "my.sign_error"
+        property = "P2"
+        reason = "matches nothing in this run"
     '''))
     proc = _pytest(user_dir, "--backend", "mybackend:SignError", "--conformance-profile",
                    "quick", "--report-dir", "rep", "-k", "oracle_match and float64",
                    "--known-deviations", "known.toml", "-rx")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "XFAIL" in proc.stdout and "known deviation: sign flipped on purpose" in proc.stdout
-    assert "known deviation matched no failure: nobody P1" in proc.stdout
+    assert "known deviation matched no failure: my.sign_error P2" in proc.stdout
     doc = json.loads((user_dir / "rep" / "my.sign_error.json").read_text())
     assert doc["verdict"] == "conformant"
     assert [r["status"] for r in doc["results"] if r["dtype"] == "float64"] == ["known"]
@@ -140,3 +140,27 @@ def test_usage_errors_name_the_problem(user_dir: Path) -> None:
     assert "module 'mybackend' has no attribute 'Missing'" in proc.stderr
     proc = _pytest(user_dir, "--backend", "mybackend:SeedLoop", "--conformance-profile", "fast")
     assert proc.returncode == 4 and "unknown profile" in proc.stderr
+
+
+def test_a_bad_known_deviations_entry_is_a_usage_error(user_dir: Path) -> None:
+    """Checked when loaded, before any test runs: a pattern for the backend named on the
+    command line is accepted, a misspelt dtype is not."""
+    (user_dir / "known.toml").write_text(textwrap.dedent('''
+        [[deviation]]
+        backend = "my.sign_error"
+        property = "P1"
+        reason = "named on the command line"
+
+        [[deviation]]
+        backend = "my.*"
+        property = "P1"
+        dtype = "flaot16"
+        reason = "a typo"
+    '''))
+    proc = _pytest(user_dir, "--backend", "mybackend:SignError", "--known-deviations",
+                   "known.toml")
+    assert proc.returncode == 4, proc.stdout[-3000:]
+    assert ("known.toml: deviation #2 (my.* P1): dtype 'flaot16' matches no dtype; allowed "
+            "(fnmatch patterns on): float16, bfloat16, float32, float64, complex64, complex128"
+            in proc.stderr)
+    assert "collected" not in proc.stdout
