@@ -1,6 +1,6 @@
 """How long a certification takes, how much of it is the backend, and where the rest goes.
 
-    python -m benchmarks.certify_time [BACKEND ...] [--profile ci] [-n 2]
+    python -m benchmarks.certify_time [BACKEND ...] [--effort ci] [-n 2]
                                       [--known-deviations known-deviations.toml] [--repeat 3]
 
 For each backend: ``rmsprop-conformance certify`` as a user runs it (``-n`` workers), with and
@@ -35,7 +35,7 @@ from conformance import cli
 def _command(name: str, args: argparse.Namespace, report_dir: Path,
              known: str | None) -> list[str]:
     ns = cli.build_parser().parse_args(
-        ["certify", name, "--profile", args.profile, "-n", args.jobs]
+        ["certify", name, "--effort", args.effort, "-n", args.jobs]
         + (["--known-deviations", known] if known else []))
     return cli.pytest_command(name, ns, report_dir)
 
@@ -110,13 +110,13 @@ def _breakdown(name: str, args: argparse.Namespace, known: str | None) -> dict[s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("backends", nargs="*", default=["torch.foreach"])
-    parser.add_argument("--profile", default="ci")
+    parser.add_argument("--effort", default="ci", choices=("quick", "ci", "thorough"))
     parser.add_argument("-n", "--jobs", default="2")
     parser.add_argument("--known-deviations", default="known-deviations.toml")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     for name in args.backends:
-        print(f"{name}, profile {args.profile}, -n {args.jobs} (median of {args.repeat})")
+        print(f"{name}, effort {args.effort}, -n {args.jobs} (median of {args.repeat})")
         print(f"  {'deviations':12} {'wall s':>7} {'tests s':>8} {'in run() s':>10} "
               f"{'wall/run':>9} {'tests/run':>10} {'examples':>9}  verdict")
         for known in (args.known_deviations, None):

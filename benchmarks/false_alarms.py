@@ -1,6 +1,6 @@
 """No false alarms: correct backends certify as conformant under many Hypothesis seeds.
 
-    python -m benchmarks.false_alarms [BACKEND ...] [--seeds 20] [--profile ci]
+    python -m benchmarks.false_alarms [BACKEND ...] [--seeds 20] [--effort ci]
 
 Runs ``rmsprop-conformance certify`` once per seed (with the project's known deviations) and
 prints each run's verdict; any failure is printed with its message. Exit 1 if any run failed.
@@ -23,7 +23,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("backends", nargs="*", default=["seed", "torch.forloop", "torch.foreach"])
     parser.add_argument("--seeds", type=int, default=20)
-    parser.add_argument("--profile", default="ci")
+    parser.add_argument("--effort", default="ci", choices=("quick", "ci", "thorough"))
     parser.add_argument("-n", "--jobs", default="2")
     args = parser.parse_args()
     bad = 0
@@ -31,7 +31,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
             subprocess.run([sys.executable, "-m", "conformance.cli", "certify", *args.backends,
-                            "--profile", args.profile, "-n", args.jobs, "--seed", str(seed),
+                            "--effort", args.effort, "-n", args.jobs, "--seed", str(seed),
                             "--known-deviations", str(ROOT / "known-deviations.toml"),
                             "--report-dir", tmp], check=False, capture_output=True)
             wall = time.perf_counter() - start

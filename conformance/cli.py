@@ -1,7 +1,7 @@
 """The ``rmsprop-conformance`` command.
 
 Exit codes: 0 conformant / nothing regressed, 1 nonconformant / regressed / a counterexample
-reproduces, 2 usage error (bad backend, file, profile, directory: a message, no traceback).
+reproduces, 2 usage error (bad backend, file, effort, directory: a message, no traceback).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance import compare, deviations, registry
-from conformance.plugin import PROFILES, SUITE_DIR, parse_shard
+from conformance.plugin import DEFAULT_EFFORT, EFFORTS, SUITE_DIR, parse_shard
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -92,27 +92,27 @@ def _jobs(value: str) -> str:
 
 
 def pytest_command(name: str, args: argparse.Namespace, report_dir: Path,
-                   profile: str | None = None) -> list[str]:
+                   effort: str | None = None) -> list[str]:
     from conformance.report import safe_name
 
     cmd = [sys.executable, "-m", "pytest", "-c", str(SUITE_DIR / "pytest.ini"),
            "--rootdir", str(SUITE_DIR), "-p", "no:cacheprovider", "-q", "-rfE",
-           "--backend", name, "--conformance-profile", profile or args.profile,
-           "--report-dir", str(report_dir), "-n", args.jobs,
+           "--conformance-backend", name, "--conformance-effort", effort or args.effort,
+           "--conformance-report-dir", str(report_dir), "-n", args.jobs,
            # A backend may crash its worker in every test; each crash is that test's error,
            # not a reason to stop (xdist's default gives up after 4 restarts per worker).
            "--max-worker-restart", "1000",
            "--junitxml", str(report_dir / f"junit-{safe_name(name)}.xml")]
     if args.known_deviations:
-        cmd += ["--known-deviations", str(args.known_deviations)]
+        cmd += ["--conformance-known-deviations", str(args.known_deviations)]
     if args.seed is not None:
-        cmd += ["--conformance-seed", str(args.seed)]
+        cmd += ["--hypothesis-seed", str(args.seed)]
     if args.example_timeout is not None:
-        cmd += ["--example-timeout", str(args.example_timeout)]
+        cmd += ["--conformance-example-timeout", str(args.example_timeout)]
     if args.memory_limit is not None:
-        cmd += ["--memory-limit", str(args.memory_limit)]
+        cmd += ["--conformance-memory-limit", str(args.memory_limit)]
     if args.shard is not None:
-        cmd += ["--shard", args.shard]
+        cmd += ["--conformance-shard", args.shard]
     return cmd + [str(SUITE_DIR)]
 
 
@@ -137,20 +137,24 @@ def _run_pytest(cmd: list[str]) -> int:
 def cmd_certify(args: argparse.Namespace) -> int:
     from conformance import report
 
-    if args.profile not in PROFILES:
-        raise UsageError(f"unknown profile {args.profile!r}; allowed: {', '.join(PROFILES)}")
+    if args.former_profile is not None:
+        raise UsageError(f"--profile {args.former_profile}: the search effort is now --effort "
+                         f"({', '.join(EFFORTS)}); a backend's spec profile (torch, optax, "
+                         "...) is the one its capabilities declare")
+    if args.effort not in EFFORTS:
+        raise UsageError(f"unknown effort {args.effort!r}; allowed: {', '.join(EFFORTS)}")
     names = list(args.backends)
-    profiles = dict.fromkeys(names, args.profile)
+    efforts = dict.fromkeys(names, args.effort)
     if args.bundled:
         for name in registry.BUILTINS:
-            if name in profiles:
+            if name in efforts:
                 continue
-            cap, why = registry.BUNDLED_PROFILE_CAP.get(name, (args.profile, ""))
-            profiles[name] = min(cap, args.profile, key=PROFILES.index)
-            if profiles[name] != args.profile:
-                print(f"--bundled certifies {name} with the {cap} profile: {why} "
-                      f"(name it to use {args.profile})")
-        names = list(profiles)
+            cap, why = registry.BUNDLED_PROFILE_CAP.get(name, (args.effort, ""))
+            efforts[name] = min(cap, args.effort, key=EFFORTS.index)
+            if efforts[name] != args.effort:
+                print(f"--bundled certifies {name} with the {cap} effort: {why} "
+                      f"(name it to use {args.effort})")
+        names = list(efforts)
     if not names:
         raise UsageError("name at least one backend, or give --bundled")
     loaded, known_devices = [], []
@@ -176,18 +180,18 @@ def cmd_certify(args: argparse.Namespace) -> int:
         try:
             parse_shard(args.shard)
         except ValueError as exc:
-            raise UsageError(str(exc)) from None
+            raise UsageError(f"--{exc}") from None
     baseline = _load(args.baseline) if args.baseline else None
     report_dir = Path(args.report_dir)
     _check_writable(report_dir)
     docs = []
     for n, (name, backend) in enumerate(loaded, 1):
-        print(f"[{n}/{len(loaded)}] certifying {name} (profile {profiles[name]})", flush=True)
+        print(f"[{n}/{len(loaded)}] certifying {name} (effort {efforts[name]})", flush=True)
         # Each backend runs in its own pytest process (and its examples in xdist workers), so a
         # backend that crashes or hangs cannot take the others down.
         path = report_dir / f"{report.safe_name(backend.name)}.json"
         previous = path.stat().st_mtime_ns if path.exists() else None
-        returncode = _run_pytest(pytest_command(name, args, report_dir, profiles[name]))
+        returncode = _run_pytest(pytest_command(name, args, report_dir, efforts[name]))
         # A report left by an earlier run must not stand in for this one.
         fresh = path.exists() and path.stat().st_mtime_ns != previous
         if returncode in (2, 3, 4) or not fresh:
@@ -380,13 +384,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="short name, entry-point name or module:attr")
     p.add_argument("--bundled", action="store_true",
                    help="certify every bundled backend (see 'list')")
-    p.add_argument("--profile", default="ci", help=f"one of {', '.join(PROFILES)} (default ci)")
+    p.add_argument("--effort", default=DEFAULT_EFFORT,
+                   help=f"how hard to search: {', '.join(EFFORTS)} (default {DEFAULT_EFFORT})")
+    # The search effort's former name: an error that says so (--profile would read as the
+    # spec profile a backend declares).
+    p.add_argument("--profile", dest="former_profile", default=None, help=argparse.SUPPRESS)
     p.add_argument("--report-dir", default="reports", help="where reports go (default reports)")
     p.add_argument("-n", "--jobs", default="1", type=_jobs,
                    help="pytest-xdist workers per backend: a number or 'auto' (default 1)")
     p.add_argument("--known-deviations", default=None, metavar="FILE",
                    help="TOML list of accepted deviations")
-    p.add_argument("--seed", default=None, type=int, help="Hypothesis seed")
+    p.add_argument("--seed", default=None, type=int,
+                   help="seed every search with this number (also under the ci effort)")
     p.add_argument("--example-timeout", default=None, type=_positive(float), metavar="SECONDS",
                    help="fail an example whose backend call takes longer (default 300)")
     p.add_argument("--memory-limit", default=None, type=_positive(int), metavar="MIB",

@@ -1,10 +1,18 @@
 """pytest plugin (entry point ``pytest11``).
 
-``pytest --backend NAME`` (repeatable; a built-in short name, an entry-point name or
+``pytest --conformance-backend NAME`` (repeatable; a built-in short name, an entry-point name or
 ``module:attr``) collects the conformance suite (conformance/suite) for those backends. Test IDs
-read ``test_oracle_match[torch.foreach-float32-cpu]``. ``--conformance-profile`` picks how hard
-Hypothesis searches; ``--report-dir`` writes the JSON/Markdown/HTML reports at the end;
-``--known-deviations FILE`` turns matching failures into expected failures (xfail).
+read ``test_oracle_match[torch.foreach-float32-cpu]``. Every option starts with
+``--conformance-`` and is listed under "rmsprop-conformance" in ``pytest --help``:
+``--conformance-effort`` picks how hard Hypothesis searches (quick, ci, thorough: the Hypothesis
+settings profiles rmsprop-quick, rmsprop-ci, rmsprop-thorough; default ci, as for the command);
+``--conformance-report-dir`` writes the JSON/Markdown/HTML reports at the end;
+``--conformance-known-deviations FILE`` turns matching failures into expected failures (xfail).
+
+Hypothesis's own options apply: ``--hypothesis-profile rmsprop-EFFORT`` is the same as
+``--conformance-effort EFFORT`` (another profile name is a usage error: the search runs with one
+of the effort profiles); ``--hypothesis-seed N`` seeds every search (also under the derandomised
+ci effort); ``--hypothesis-show-statistics`` prints each target's search statistics.
 """
 
 from __future__ import annotations
@@ -22,30 +30,52 @@ from conformance import registry
 from conformance.properties import BY_NAME, targets
 
 SUITE_DIR = Path(__file__).parent / "suite"
-PROFILES = ("quick", "ci", "thorough")
+EFFORTS = ("quick", "ci", "thorough")
+DEFAULT_EFFORT = "ci"
+_EFFORT_PROFILE = "rmsprop-"  # the Hypothesis settings profile of effort E is rmsprop-E
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("rmsprop-conformance")
-    group.addoption("--backend", action="append", default=[], metavar="NAME",
+    group.addoption("--conformance-backend", action="append", default=[], metavar="NAME",
                     help="backend to certify: a built-in short name, an entry-point name or "
                          "module:attr (repeatable)")
-    group.addoption("--conformance-profile", default="quick", metavar="PROFILE",
+    group.addoption("--conformance-effort", default=None, metavar="EFFORT",
                     help="how hard to search: quick (seconds), ci (derandomised, a minute or "
-                         "two), thorough")
-    group.addoption("--report-dir", default=None, metavar="DIR",
+                         f"two), thorough (default {DEFAULT_EFFORT})")
+    group.addoption("--conformance-report-dir", default=None, metavar="DIR",
                     help="write JSON/Markdown/HTML conformance reports to DIR")
-    group.addoption("--known-deviations", default=None, metavar="FILE",
+    group.addoption("--conformance-known-deviations", default=None, metavar="FILE",
                     help="TOML file of accepted deviations: matching failures become xfail")
-    group.addoption("--conformance-seed", default=None, type=int, metavar="N",
-                    help="Hypothesis seed (overrides the profile's derandomisation)")
-    group.addoption("--example-timeout", default=300.0, type=float, metavar="SECONDS",
+    group.addoption("--conformance-example-timeout", default=300.0, type=float,
+                    metavar="SECONDS",
                     help="error when one backend call takes longer than this (default 300)")
-    group.addoption("--memory-limit", default=4096, type=int, metavar="MIB",
+    group.addoption("--conformance-memory-limit", default=4096, type=int, metavar="MIB",
                     help="error when resident memory grows by more than this during one test "
                          "(default 4096)")
-    group.addoption("--shard", default=None, metavar="I/N",
+    group.addoption("--conformance-shard", default=None, metavar="I/N",
                     help="run only the I-th of N deterministic shares of the suite (1-based)")
+
+
+def _effort(config: pytest.Config) -> str:
+    """The effort from --conformance-effort or --hypothesis-profile rmsprop-EFFORT."""
+    effort = config.getoption("conformance_effort")
+    if effort is not None and effort not in EFFORTS:
+        raise pytest.UsageError(f"--conformance-effort {effort!r}: unknown effort; allowed: "
+                                f"{', '.join(EFFORTS)}")
+    hypothesis_profile = config.getoption("hypothesis_profile", None)
+    if hypothesis_profile is None:
+        return effort or DEFAULT_EFFORT
+    named = hypothesis_profile.removeprefix(_EFFORT_PROFILE)
+    if not hypothesis_profile.startswith(_EFFORT_PROFILE) or named not in EFFORTS:
+        raise pytest.UsageError(
+            f"--hypothesis-profile {hypothesis_profile!r}: the conformance search runs with "
+            f"one of the effort profiles {', '.join(_EFFORT_PROFILE + e for e in EFFORTS)} "
+            "(or give --conformance-effort)")
+    if effort is not None and effort != named:
+        raise pytest.UsageError(f"--hypothesis-profile {hypothesis_profile} and "
+                                f"--conformance-effort {effort} disagree: give one")
+    return named
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -55,19 +85,19 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     try:
         i, n = (int(x) for x in text.split("/"))
     except ValueError:
-        raise ValueError(f"--shard {text!r}: expected I/N, e.g. 1/2") from None
+        raise ValueError(f"shard {text!r}: expected I/N, e.g. 1/2") from None
     if not 1 <= i <= n:
-        raise ValueError(f"--shard {text!r}: I must be between 1 and N")
+        raise ValueError(f"shard {text!r}: I must be between 1 and N")
     return i, n
 
 
 @dataclasses.dataclass
 class _State:
     backends: list[tuple[str, Any, Any]]  # (spec as given, backend, capabilities)
-    profile: str
+    effort: str
     report_dir: Path | None
     deviations: list[dev.Deviation]
-    seed: int | None
+    seed: Any  # --hypothesis-seed: an int, or any text Hypothesis accepts
     example_timeout: float | None
     memory_limit: int | None
     shard: tuple[int, int] | None
@@ -86,13 +116,10 @@ def _state(config: pytest.Config) -> _State | None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    names = config.getoption("backend")
+    names = config.getoption("conformance_backend")
     if not names:
         return
-    profile = config.getoption("conformance_profile")
-    if profile not in PROFILES:
-        raise pytest.UsageError(f"--conformance-profile {profile!r}: unknown profile; "
-                                f"allowed: {', '.join(PROFILES)}")
+    effort = _effort(config)
     loaded = []
     for name in names:
         try:
@@ -105,22 +132,23 @@ def pytest_configure(config: pytest.Config) -> None:
                                     f"{exc}") from None
         loaded.append((name, backend, caps))
     deviations: list[dev.Deviation] = []
-    if config.getoption("known_deviations"):
+    if config.getoption("conformance_known_deviations"):
         try:
             deviations = dev.load(
-                config.getoption("known_deviations"),
+                config.getoption("conformance_known_deviations"),
                 backends=[n for name, backend, _ in loaded for n in (name, backend.name)],
                 devices=[d for *_, caps in loaded for d in (*caps.devices, *caps.unavailable)])
         except dev.DeviationsError as exc:
             raise pytest.UsageError(str(exc)) from None
-    report_dir = config.getoption("report_dir")
+    report_dir = config.getoption("conformance_report_dir")
     try:
-        shard = parse_shard(config.getoption("shard"))
+        shard = parse_shard(config.getoption("conformance_shard"))
     except ValueError as exc:
-        raise pytest.UsageError(str(exc)) from None
-    state = _State(loaded, profile, Path(report_dir) if report_dir else None, deviations,
-                   config.getoption("conformance_seed"), config.getoption("example_timeout"),
-                   config.getoption("memory_limit") << 20, shard)
+        raise pytest.UsageError(f"--conformance-{exc}") from None
+    state = _State(loaded, effort, Path(report_dir) if report_dir else None, deviations,
+                   config.getoption("hypothesis_seed", None),
+                   config.getoption("conformance_example_timeout"),
+                   config.getoption("conformance_memory_limit") << 20, shard)
     config.stash[_KEY] = state
     _live[:] = [state]
     # Collect the suite: alone when the user named no paths, beside them otherwise.
@@ -191,7 +219,7 @@ def conformance_target(request: pytest.FixtureRequest):
     record = new_record(prop, backend, dtype, device)
     request.node.user_properties.append((RECORD_KEY, record))
     out = state.report_dir if state.report_dir else Path(".rmsprop-conformance")
-    return Target(spec, backend, caps, dtype, device, state.profile,
+    return Target(spec, backend, caps, dtype, device, state.effort,
                   out / "counterexamples", record, request.node.nodeid, state.seed,
                   state.example_timeout, state.memory_limit,
                   excused=lambda v: _deviation_index(state, record, v.rule, v.cause) is not None)
@@ -207,6 +235,24 @@ def _deviation_index(state: _State, record: dict[str, Any], rule: str | None,
                      rule=rule, cause=cause):
             return n
     return None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """Hypothesis's statistics of the search a suite test runs inside it (Hypothesis's plugin
+    collects them only for tests that are themselves @given); printed by
+    --hypothesis-show-statistics, as for any Hypothesis test."""
+    if "conformance_target" not in getattr(item, "fixturenames", ()):
+        yield
+        return
+    from hypothesis.statistics import collector, describe_statistics
+
+    def note(stats: dict[str, Any]) -> None:
+        stats["nodeid"] = item.nodeid
+        item.hypothesis_statistics = describe_statistics(stats)  # type: ignore[attr-defined]
+
+    with collector.with_value(note):
+        yield
 
 
 def _record_of(report: pytest.TestReport) -> dict[str, Any] | None:
@@ -270,7 +316,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         from conformance import report
 
         shard = None if state.shard is None else f"{state.shard[0]}/{state.shard[1]}"
-        report.write_session(state.report_dir, state.backends, records, profile=state.profile,
+        report.write_session(state.report_dir, state.backends, records, profile=state.effort,
                              unused_deviations=unused, started=state.started,
                              interrupted=exitstatus == pytest.ExitCode.INTERRUPTED,
                              shard=shard)

@@ -26,7 +26,7 @@ WORKFLOW = REPO / "examples" / "github-actions.yml"
 def certify(cwd: Path, name: str, out: str, *extra: object, seed: bool = True
             ) -> subprocess.CompletedProcess[str]:
     seeded = ("--seed", "1") if seed else ()
-    return run_cli("certify", name, "--profile", "quick", *seeded, "-n", "1", "--report-dir",
+    return run_cli("certify", name, "--effort", "quick", *seeded, "-n", "1", "--report-dir",
                    cwd / out, *extra, cwd=cwd)
 
 

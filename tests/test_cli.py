@@ -80,9 +80,17 @@ def test_certify_needs_a_backend():
     assert_usage_error(run_cli("certify"), "name at least one backend")
 
 
-def test_certify_rejects_an_unknown_profile(tmp_path):
-    assert_usage_error(run_cli("certify", "seed", "--profile", "fast", "--report-dir", tmp_path),
-                       "unknown profile 'fast'", "quick", "ci", "thorough")
+def test_certify_rejects_an_unknown_effort(tmp_path):
+    assert_usage_error(run_cli("certify", "seed", "--effort", "fast", "--report-dir", tmp_path),
+                       "unknown effort 'fast'", "quick", "ci", "thorough")
+
+
+def test_profile_is_not_the_effort(tmp_path):
+    """--profile, the effort's former name, says where the effort went (and runs nothing)."""
+    assert_usage_error(run_cli("certify", "seed", "--profile", "ci", "--report-dir", tmp_path),
+                       "--profile ci: the search effort is now --effort (quick, ci, thorough)",
+                       "spec profile")
+    assert not any(tmp_path.iterdir())
 
 
 def test_certify_rejects_a_report_directory_it_cannot_write(tmp_path):
@@ -305,22 +313,22 @@ def test_console_script_finds_a_module_in_the_working_directory(tmp_path):
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("asked", "capped"), [("ci", "quick"), ("thorough", "quick"),
                                                ("quick", "quick")])
-def test_bundled_caps_the_profile_of_expensive_backends(monkeypatch, tmp_path, capsys, asked,
-                                                        capped):
-    """--bundled runs every builtin with the profile asked, except a backend listed in
-    BUNDLED_PROFILE_CAP, which gets at most its cap and says so; naming it keeps the profile."""
+def test_bundled_caps_the_effort_of_expensive_backends(monkeypatch, tmp_path, capsys, asked,
+                                                       capped):
+    """--bundled runs every builtin with the effort asked, except a backend listed in
+    BUNDLED_PROFILE_CAP, which gets at most its cap and says so; naming it keeps the effort."""
     from conformance import cli, registry  # noqa: PLC0415
 
     monkeypatch.setattr(registry, "BUILTINS", {"seed": BUILTINS["seed"],
                                                "torch.compile": BUILTINS["torch.compile"]})
     commands = []
     monkeypatch.setattr(cli, "_run_pytest", lambda cmd: commands.append(cmd) or 0)
-    cli.main(["certify", "--bundled", "--profile", asked, "--report-dir", str(tmp_path)])
-    profiles = {cmd[cmd.index("--backend") + 1]: cmd[cmd.index("--conformance-profile") + 1]
-                for cmd in commands}
-    assert profiles == {"seed": asked, "torch.compile": capped}
-    said = "--bundled certifies torch.compile with the quick profile"
+    cli.main(["certify", "--bundled", "--effort", asked, "--report-dir", str(tmp_path)])
+    efforts = {cmd[cmd.index("--conformance-backend") + 1]:
+               cmd[cmd.index("--conformance-effort") + 1] for cmd in commands}
+    assert efforts == {"seed": asked, "torch.compile": capped}
+    said = "--bundled certifies torch.compile with the quick effort"
     assert (said in capsys.readouterr().out) == (asked != "quick")
     commands.clear()
-    cli.main(["certify", "torch.compile", "--profile", asked, "--report-dir", str(tmp_path)])
-    assert commands[0][commands[0].index("--conformance-profile") + 1] == asked
+    cli.main(["certify", "torch.compile", "--effort", asked, "--report-dir", str(tmp_path)])
+    assert commands[0][commands[0].index("--conformance-effort") + 1] == asked

@@ -27,7 +27,7 @@ SCHEDULE_ONLY = TESTABLE - {"P3"}  # properties whose cases never carry a learni
 def certify(tmp_path: Path, *names: str, timeout: float = 2, extra: tuple[str, ...] = ()
             ) -> tuple[subprocess.CompletedProcess[str], Path]:
     out = tmp_path / "reports"
-    proc = run_cli("certify", *names, "--profile", "quick", "--seed", "0", "--report-dir", out,
+    proc = run_cli("certify", *names, "--effort", "quick", "--seed", "0", "--report-dir", out,
                    "--example-timeout", timeout, "-n", "1", *extra, cwd=tmp_path, timeout=180)
     return proc, out
 
@@ -146,7 +146,7 @@ def _start_stuck_run(tmp_path: Path) -> tuple[subprocess.Popen[str], Path, Path]
     env.update(PYTHONPATH=str(REPO), BAD_BACKENDS_SLEEPING=str(mark))
     proc = subprocess.Popen(
         [sys.executable, "-m", "conformance.cli", "certify", "tests.bad_backends:Sleeps",
-         "--profile", "quick", "--seed", "0", "--report-dir", str(out), "--example-timeout",
+         "--effort", "quick", "--seed", "0", "--report-dir", str(out), "--example-timeout",
          "600", "-n", "1"], cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, start_new_session=True)  # its own process group, as in a shell
     deadline = time.monotonic() + 120

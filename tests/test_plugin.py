@@ -1,12 +1,15 @@
 """The pytest plugin certifies a backend defined outside this repository.
 
-A user's module in a temporary directory, run with plain ``pytest --backend module:attr``: test
-IDs, exit codes, the report, the counterexample and its replay, known deviations as xfail.
+A user's module in a temporary directory, run with plain
+``pytest --conformance-backend module:attr``: test IDs, exit codes, the report, the
+counterexample and its replay, known deviations as xfail, the options' names, Hypothesis's own
+options.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -69,8 +72,8 @@ def user_dir(tmp_path: Path) -> Path:
 
 
 def test_plain_pytest_certifies_an_outside_backend(user_dir: Path) -> None:
-    proc = _pytest(user_dir, "--backend", "mybackend:SeedLoop", "--conformance-profile",
-                   "quick", "--report-dir", "rep", "-v")
+    proc = _pytest(user_dir, "--conformance-backend", "mybackend:SeedLoop",
+                   "--conformance-effort", "quick", "--conformance-report-dir", "rep", "-v")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "test_oracle_match[my.seed-float32-cpu] PASSED" in proc.stdout
     assert "test_oracle_match[my.seed-float16-cpu] SKIPPED" in proc.stdout
@@ -87,8 +90,9 @@ def test_plain_pytest_certifies_an_outside_backend(user_dir: Path) -> None:
 
 
 def test_a_broken_backend_fails_with_a_replayable_counterexample(user_dir: Path) -> None:
-    proc = _pytest(user_dir, "--backend", "mybackend:SignError", "--conformance-profile",
-                   "quick", "--report-dir", "rep", "-k", "oracle_match and float64")
+    proc = _pytest(user_dir, "--conformance-backend", "mybackend:SignError",
+                   "--conformance-effort", "quick", "--conformance-report-dir", "rep",
+                   "-k", "oracle_match and float64")
     assert proc.returncode == 1, proc.stdout[-3000:]
     assert "violates R21" in proc.stdout
     doc = json.loads((user_dir / "rep" / "my.sign_error.json").read_text())
@@ -123,9 +127,10 @@ def test_known_deviation_turns_the_failure_into_xfail(user_dir: Path) -> None:
         property = "P2"
         reason = "matches nothing in this run"
     '''))
-    proc = _pytest(user_dir, "--backend", "mybackend:SignError", "--conformance-profile",
-                   "quick", "--report-dir", "rep", "-k", "oracle_match and float64",
-                   "--known-deviations", "known.toml", "-rx")
+    proc = _pytest(user_dir, "--conformance-backend", "mybackend:SignError",
+                   "--conformance-effort", "quick", "--conformance-report-dir", "rep",
+                   "-k", "oracle_match and float64",
+                   "--conformance-known-deviations", "known.toml", "-rx")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "XFAIL" in proc.stdout and "known deviation: sign flipped on purpose" in proc.stdout
     assert "known deviation matched no failure: my.sign_error P2" in proc.stdout
@@ -135,11 +140,12 @@ def test_known_deviation_turns_the_failure_into_xfail(user_dir: Path) -> None:
 
 
 def test_usage_errors_name_the_problem(user_dir: Path) -> None:
-    proc = _pytest(user_dir, "--backend", "mybackend:Missing")
+    proc = _pytest(user_dir, "--conformance-backend", "mybackend:Missing")
     assert proc.returncode == 4
     assert "module 'mybackend' has no attribute 'Missing'" in proc.stderr
-    proc = _pytest(user_dir, "--backend", "mybackend:SeedLoop", "--conformance-profile", "fast")
-    assert proc.returncode == 4 and "unknown profile" in proc.stderr
+    proc = _pytest(user_dir, "--conformance-backend", "mybackend:SeedLoop",
+                   "--conformance-effort", "fast")
+    assert proc.returncode == 4 and "unknown effort" in proc.stderr
 
 
 def test_a_bad_known_deviations_entry_is_a_usage_error(user_dir: Path) -> None:
@@ -157,10 +163,67 @@ def test_a_bad_known_deviations_entry_is_a_usage_error(user_dir: Path) -> None:
         dtype = "flaot16"
         reason = "a typo"
     '''))
-    proc = _pytest(user_dir, "--backend", "mybackend:SignError", "--known-deviations",
-                   "known.toml")
+    proc = _pytest(user_dir, "--conformance-backend", "mybackend:SignError",
+                   "--conformance-known-deviations", "known.toml")
     assert proc.returncode == 4, proc.stdout[-3000:]
     assert ("known.toml: deviation #2 (my.* P1): dtype 'flaot16' matches no dtype; allowed "
             "(fnmatch patterns on): float16, bfloat16, float32, float64, complex64, complex128"
             in proc.stderr)
     assert "collected" not in proc.stdout
+
+
+def test_options_share_one_prefix_and_one_help_group(tmp_path: Path) -> None:
+    """Every option of the plugin starts with --conformance- and sits in its own group of
+    ``pytest --help``; the un-prefixed names are not taken."""
+    text = _pytest(tmp_path, "--help").stdout
+    group = text.split("rmsprop-conformance:\n", 1)[1].split("\n\n", 1)[0]
+    options = re.findall(r"^  (--[\w-]+)", group, re.MULTILINE)
+    assert set(options) == {
+        "--conformance-backend", "--conformance-effort", "--conformance-report-dir",
+        "--conformance-known-deviations", "--conformance-example-timeout",
+        "--conformance-memory-limit", "--conformance-shard"}, group
+    proc = _pytest(tmp_path, "--backend", "seed")
+    assert proc.returncode == 4 and "unrecognized arguments: --backend" in proc.stderr
+
+
+def test_effort_defaults_to_ci_and_is_a_hypothesis_profile(user_dir: Path) -> None:
+    """Both entry points default to ci; --hypothesis-profile rmsprop-quick is the quick effort;
+    another profile name, or one that disagrees with --conformance-effort, is a usage error."""
+    def effort(*args: str) -> str:
+        proc = _pytest(user_dir, "--conformance-backend", "mybackend:SeedLoop",
+                       "--conformance-report-dir", "rep", "-k", "oracle_match and float64",
+                       *args)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+        return json.loads((user_dir / "rep" / "my.seed.json").read_text())["effort"]
+
+    assert effort() == "ci"
+    assert effort("--hypothesis-profile", "rmsprop-quick") == "quick"
+    proc = _pytest(user_dir, "--conformance-backend", "mybackend:SeedLoop",
+                   "--hypothesis-profile", "default")
+    assert proc.returncode == 4
+    assert "--hypothesis-profile 'default': the conformance search runs with one of the " \
+           "effort profiles rmsprop-quick, rmsprop-ci, rmsprop-thorough" in proc.stderr
+    proc = _pytest(user_dir, "--conformance-backend", "mybackend:SeedLoop",
+                   "--hypothesis-profile", "rmsprop-ci", "--conformance-effort", "thorough")
+    assert proc.returncode == 4 and "disagree" in proc.stderr
+
+
+def test_hypothesis_seed_and_statistics_apply(user_dir: Path) -> None:
+    """--hypothesis-seed seeds the search (the same seed draws the same cases: equal example
+    and element counts), --hypothesis-show-statistics prints each target's statistics."""
+    def run(seed: str) -> tuple[str, dict]:
+        proc = _pytest(user_dir, "--conformance-backend", "mybackend:SeedLoop",
+                       "--conformance-effort", "quick", "--conformance-report-dir", f"rep{seed}",
+                       "-k", "trajectory and float64", "--hypothesis-seed", seed,
+                       "--hypothesis-show-statistics")
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        doc = json.loads((user_dir / f"rep{seed}" / "my.seed.json").read_text())
+        (result,) = [r for r in doc["results"] if r["dtype"] == "float64"]
+        return proc.stdout, result
+
+    out, first = run("1")
+    assert "Hypothesis Statistics" in out
+    assert "test_trajectory[my.seed-float64-cpu]" in out.split("Hypothesis Statistics")[1]
+    assert re.search(r"\d+ passing, \d+ failing", out), out[-2000:]
+    _, again = run("1")
+    assert (again["elements"], again["examples"]) == (first["elements"], first["examples"])
