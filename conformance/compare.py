@@ -149,4 +149,20 @@ def merge(docs: list[dict[str, Any]]) -> dict[str, Any]:
     merged["verdict"] = report.verdict(merged["results"], merged["interrupted"])
     merged["shard"] = None
     merged["merged_from"] = [d.get("shard") or "all" for d in docs]
+    merged["evidence"] = _merged_evidence([d.get("evidence") for d in docs])
     return merged
+
+
+def _merged_evidence(found: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """The shards' evidence together: a recorded seed trajectory over a note saying why it is
+    missing, and every shard's counterexamples (recorded ones first)."""
+    found = [f for f in found if f]
+    if not found:
+        return None
+    seeds = sorted((f["seed"] for f in found if f.get("seed")), key=lambda s: "points" not in s)
+    examples: dict[str, Any] = {}
+    for f in found:
+        for key, ex in f.get("counterexamples", {}).items():
+            if key not in examples or "not_recorded" in examples[key]:
+                examples[key] = ex
+    return {"seed": seeds[0] if seeds else None, "counterexamples": examples}
