@@ -1,4 +1,4 @@
-"""The backend contract (DESIGN §3): ``name``, ``capabilities()`` and ``run(case)``.
+"""The backend contract (docs/architecture.md §3): ``name``, ``capabilities()`` and ``run(case)``.
 
 A plug-in author writes one class::
 

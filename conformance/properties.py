@@ -1,4 +1,4 @@
-"""The property catalogue (DESIGN §5): P1–P13, each a strategy of cases and a check.
+"""The property catalogue (docs/architecture.md §5): P1–P13, each a strategy of cases and a check.
 
 A check runs the backend on one case and either returns an ``Outcome`` (the budget it used) or
 raises ``PropertyFailure`` naming the rule broken. Checks are deterministic functions of

@@ -1,4 +1,4 @@
-"""Hypothesis strategies for certification inputs (DESIGN §6).
+"""Hypothesis strategies for certification inputs (docs/architecture.md §6).
 
 Small composable pieces with validated arguments, in the manner of ``hypothesis.extra.numpy``:
 

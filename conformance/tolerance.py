@@ -1,4 +1,4 @@
-"""The tolerance model (SPEC §8, DESIGN §4).
+"""The tolerance model (SPEC §8, docs/architecture.md §4).
 
 Step k of a trajectory is judged from the implementation's own parameters and state after step
 k-1 (re-alignment): the oracle runs one step in float64 on exactly those values, and carries an
