@@ -7,15 +7,23 @@ implementations.jax_backends.compilations), seconds, the share of that time spen
 lowering and compiling (JAX's own monitoring events), the median seconds of an example that
 compiled nothing, and the speed-up buckets give. The same for N cases drawn as a certification
 draws them (conformance.strategies.cases). Then N cases that share one structure (flags, dtypes,
-shape bucket) and differ in every value: one compilation is expected.
+shape bucket) and differ in every value: one compilation is expected. Last, the persistent
+compilation cache (implementations._jax_common.persistent_cache_dir): the certification-like
+cases of each backend run twice, each time in a fresh process over one new cache directory;
+the second run traces again (tracing is Python) but compiles nothing — XLA compilations are the
+cache misses JAX reports, loads from disk its cache hits.
 
     .venv/bin/python -m benchmarks.jax_compilations [N] [SEED]
 """
 
 from __future__ import annotations
 
+import collections
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -25,6 +33,7 @@ from benchmarks._cases import harness_cases, random_case, same_structure_case
 from conformance.case import Case
 from conformance.registry import load
 from implementations import jax_backends as jb
+from implementations._jax_common import CACHE_ENV
 
 NAMES = ("optax", "optax.eps_outside", "optax.tf1", "jax.example_libraries",
          "jax.example_libraries.momentum")
@@ -72,6 +81,35 @@ def _compare(name: str, cases: list[Case]) -> None:
     print(f"{'':32} buckets: {fewer:.1f}x fewer compilations, {faster:.1f}x faster")
 
 
+def _cached_child(name: str, n: int) -> None:
+    """One fresh process's run of ``n`` certification-like cases (the cache set by the parent)."""
+    events: collections.Counter[str] = collections.Counter()
+    jax.monitoring.register_event_listener(lambda event, **_: events.update([event]))
+    backend = load(name)
+    cases = harness_cases(backend.capabilities(), n)
+    first, start = jb.compilations(), time.perf_counter()
+    for case in cases:
+        backend.run(case)
+    print(jb.compilations() - first, events["/jax/compilation_cache/cache_misses"],
+          events["/jax/compilation_cache/cache_hits"], time.perf_counter() - start)
+
+
+def _persistent_cache(n: int) -> None:
+    print(f"\n{n} certification-like cases per backend, run twice in fresh processes over one "
+          f"new persistent cache\n{'backend':32} {'run':>4} {'traces':>7} {'XLA compiles':>12} "
+          f"{'per 100':>8} {'from disk':>9} {'seconds':>8}")
+    for name in NAMES:
+        with tempfile.TemporaryDirectory() as cache:
+            env = {**os.environ, CACHE_ENV: cache}
+            for run in (1, 2):
+                out = subprocess.run([sys.executable, "-m", "benchmarks.jax_compilations",
+                                      "--cached-child", name, str(n)], env=env, check=True,
+                                     capture_output=True, text=True).stdout.split()
+                traces, misses, hits, seconds = int(out[0]), int(out[1]), int(out[2]), out[3]
+                print(f"{name:32} {run:4d} {traces:7d} {misses:12d} {100 * misses / n:8.1f} "
+                      f"{hits:9d} {float(seconds):8.2f}")
+
+
 def main(n: int = 200, seed: int = 0) -> None:
     jax.monitoring.register_event_duration_secs_listener(_on_duration)
     header = (f"{'backend':32} {'buckets':>7} {'examples':>8} {'compiles':>8} {'seconds':>8} "
@@ -90,7 +128,11 @@ def main(n: int = 200, seed: int = 0) -> None:
         rng = np.random.default_rng(seed)
         caps = load(name).capabilities()
         _row(name, True, measure(name, True, [same_structure_case(rng, caps) for _ in range(n)]))
+    _persistent_cache(n)
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:3]))
+    if sys.argv[1:2] == ["--cached-child"]:
+        _cached_child(sys.argv[2], int(sys.argv[3]))
+    else:
+        main(*(int(a) for a in sys.argv[1:3]))

@@ -1,7 +1,9 @@
 """Translation between the harness (NumPy, spec names) and JAX, shared by every JAX backend.
 
 Importing this module turns on ``jax_enable_x64`` (JAX's global switch for float64 and
-complex128): without it JAX silently computes float64 cases in float32.
+complex128): without it JAX silently computes float64 cases in float32. It also turns on JAX's
+persistent compilation cache (``persistent_cache_dir``), so that a second certification of the
+same backend loads its compiled steps from disk instead of compiling them again.
 
 Nothing here computes RMSProp: it moves values across the boundary without changing them, and
 counts how often a jitted step is traced (``compilations()``).
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,8 +34,33 @@ from spec.rmsprop import ParamState
 
 jax.config.update("jax_enable_x64", True)
 
-__all__ = ["MIN_BUCKET", "Packing", "compilations", "count_trace", "devices", "require",
-           "start_steps", "unavailable"]
+# Where compiled steps persist between runs, unless the user chose a JAX cache directory already.
+CACHE_ENV = "RMSPROP_CONFORMANCE_JAX_CACHE"
+
+
+def persistent_cache_dir() -> str | None:
+    """The persistent compilation cache: ``$RMSPROP_CONFORMANCE_JAX_CACHE`` (empty: off), else
+    ``$XDG_CACHE_HOME/rmsprop-conformance/jax`` (``~/.cache/...``). Every compiled program is
+    kept (JAX's defaults keep only those that took over a second to compile, and a step here
+    compiles in a tenth of that)."""
+    if jax.config.jax_compilation_cache_dir:  # the user's own setting wins
+        return jax.config.jax_compilation_cache_dir
+    path = os.environ.get(CACHE_ENV)
+    if path is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        path = os.path.join(base, "rmsprop-conformance", "jax")
+    if not path:
+        return None
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return path
+
+
+persistent_cache_dir()
+
+__all__ = ["CACHE_ENV", "MIN_BUCKET", "Packing", "compilations", "count_trace", "devices",
+           "persistent_cache_dir", "require", "start_steps", "unavailable"]
 
 # The harness's largest total per dtype (4 parameters of at most 64 elements): one bucket for all.
 MIN_BUCKET = 256

@@ -5,6 +5,9 @@ their capability declarations rest on."""
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +19,7 @@ from jax.example_libraries import optimizers
 from conformance.case import Case, Trajectory, np_dtype
 from conformance.registry import load
 from implementations import jax_backends as jb
+from implementations._jax_common import CACHE_ENV
 from spec.rmsprop import HParams, ParamState, dtype_info, init_state, step_with_bounds
 
 NAMES = ("optax", "optax.eps_outside", "optax.tf1", "jax.example_libraries",
@@ -299,3 +303,38 @@ def test_optax_centered_jitted_is_finite() -> None:
     p = jnp.zeros(1)
     updates, _ = jax.jit(tx.update)(jnp.full(1, _G), tx.init(p), p)
     np.testing.assert_array_equal(np.asarray(updates), [-_G])
+
+
+_CACHED_RUN = """
+import collections, sys
+import jax
+import numpy as np
+events = collections.Counter()
+jax.monitoring.register_event_listener(lambda e, **_: events.update([e]))
+from conformance.case import Case
+from conformance.registry import load
+backend = load("optax")
+hp = backend.capabilities().hparams(lr=0.01, momentum=0.5, centered=True)
+p = np.linspace(-1.0, 1.0, 5, dtype=np.float32)
+backend.run(Case(hp=hp, params=(p,), grads=((p * 0.5,), (p * 0.25,))))
+print(jax.config.jax_compilation_cache_dir, events["/jax/compilation_cache/cache_misses"],
+      events["/jax/compilation_cache/cache_hits"])
+"""
+
+
+def test_second_run_loads_compiled_steps_from_the_persistent_cache(tmp_path) -> None:
+    """Two processes certify the same case: the first compiles (cache misses, written to the
+    directory), the second compiles nothing (every compilation request a cache hit)."""
+    env = {**os.environ, CACHE_ENV: str(tmp_path / "cache")}
+
+    def run() -> tuple[str, int, int]:
+        proc = subprocess.run([sys.executable, "-c", _CACHED_RUN], env=env, capture_output=True,
+                              text=True, timeout=300, check=True)
+        where, misses, hits = proc.stdout.split()
+        return where, int(misses), int(hits)
+
+    where, misses, _ = run()
+    assert where == str(tmp_path / "cache") and misses > 0
+    assert any((tmp_path / "cache").iterdir())
+    _, misses, hits = run()
+    assert misses == 0 and hits > 0
