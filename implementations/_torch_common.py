@@ -118,9 +118,12 @@ def _bits(a: np.ndarray) -> tuple[np.ndarray, bool]:
 def _from_numpy(a: np.ndarray) -> torch.Tensor:
     """A tensor sharing ``a``'s memory (read-only arrays included: the caller's P6 decides)."""
     a, is_bf16 = _bits(a)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+    if a.flags.writeable:
         t = torch.from_numpy(a)
+    else:  # catching warnings costs more than the conversion: only where torch warns
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            t = torch.from_numpy(a)
     return t.view(torch.bfloat16) if is_bf16 else t
 
 
@@ -150,7 +153,7 @@ def to_torch(a: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
 def grad_tensor(g: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
     """The gradient as torch sees it: the caller's own memory on the CPU, a copy elsewhere."""
     t = _from_numpy(np.asarray(g))
-    return t if torch.device(device).type == "cpu" else t.to(device)
+    return t if device == "cpu" or torch.device(device).type == "cpu" else t.to(device)
 
 
 def like(p: torch.Tensor, a: np.ndarray | None) -> torch.Tensor | None:
@@ -171,7 +174,12 @@ def like(p: torch.Tensor, a: np.ndarray | None) -> torch.Tensor | None:
 
 def to_numpy(t: torch.Tensor) -> np.ndarray:
     """A NumPy copy of ``t``'s values in ``t``'s dtype (bfloat16 via ml_dtypes)."""
-    t = t.detach().to("cpu").resolve_conj().resolve_neg().contiguous()
+    t = t.detach()
+    if t.device.type != "cpu":
+        t = t.to("cpu")
+    if t.is_conj() or t.is_neg():
+        t = t.resolve_conj().resolve_neg()
+    t = t.contiguous()
     if t.dtype == torch.bfloat16:
         return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16).copy()
     return t.numpy().copy()
