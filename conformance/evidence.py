@@ -1,4 +1,5 @@
-"""What a report shows beyond its verdicts, computed once at certification time (docs/architecture.md §7).
+"""What a report shows beyond its verdicts, computed once at certification time
+(docs/architecture.md §7).
 
 The seed's toy-problem trajectory of the backend, the package that defines the implementation
 under test, and for every failing target with a counterexample: the counterexample's inputs and

@@ -1,4 +1,5 @@
-"""Reports (docs/architecture.md §7): ``<backend>.json`` (versioned schema), ``summary.md``, ``index.html``.
+"""Reports (docs/architecture.md §7): ``<backend>.json`` (versioned schema), ``summary.md``,
+``index.html``.
 
 ``summary.md`` and ``index.html`` are functions of the JSON reports alone: everything they show
 is stored there at certification time (:mod:`conformance.evidence`), so rendering and merging
