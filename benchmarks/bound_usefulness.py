@@ -1,4 +1,5 @@
-"""How much of its error budget a correct low-precision implementation uses (docs/architecture.md §4).
+"""How much of its error budget a correct low-precision implementation uses
+(docs/architecture.md §4).
 
 For each dtype and flag family, generated runs of tests/lowprec.py (the spec rules, every operation
 rounded to the dtype) are judged step by step against the oracle's bound

@@ -1,8 +1,8 @@
 """P14, implementation parity: several code paths of one implementation on the same cases.
 
 A figure, not a verdict (docs/architecture.md §5): each path is judged against the oracle by
-P1–P13; here the paths are compared with each other, per pair, as the share of bit-identical results and the
-largest |a - b| / bound (the oracle's rounding-error bound of the case dtype).
+P1–P13; here the paths are compared with each other, per pair, as the share of bit-identical
+results and the largest |a - b| / bound (the oracle's rounding-error bound of the case dtype).
 """
 
 from __future__ import annotations
