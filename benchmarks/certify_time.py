@@ -79,14 +79,14 @@ def _breakdown(name: str, args: argparse.Namespace, known: str | None) -> dict[s
     import pytest
     from hypothesis.control import BuildContext
 
-    from conformance import properties, report, runner
+    from conformance import diagnosis, properties, report, runner
 
     clock = _Clock()
     patches = [(BuildContext, "prep_args_kwargs_from_strategies", "input generation"),
                (properties, "call_backend", "backend (with input copies)"),
                (properties, "judge", "oracle and bounds"),
                (properties, "run", "oracle and bounds"),
-               (properties, "diagnose", "diagnosis"),
+               (diagnosis, "name_rule", "diagnosis"),
                (runner, "label_of", "diagnosis"),
                (report, "write_session", "report writing")]
     saved = [(obj, attr, getattr(obj, attr)) for obj, attr, _ in patches]

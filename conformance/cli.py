@@ -342,7 +342,9 @@ def cmd_repro(args: argparse.Namespace) -> int:
     try:
         prop.check(backend, caps, case)
     except PropertyFailure as failure:
-        print(f"REPRODUCED: {failure.violation.describe()}")
+        from conformance.diagnosis import name_rule
+
+        print(f"REPRODUCED: {name_rule(backend, caps, case, failure.violation).describe()}")
         return EXIT_FAIL
     except BackendError as exc:
         print(f"REPRODUCED (backend error): {exc}")

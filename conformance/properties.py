@@ -223,62 +223,12 @@ def _fail(prop: str, judgement_or_violation: Judgement | Violation, case: Case) 
     raise PropertyFailure(prop, v, case)
 
 
-# Alternative readings of a case: if the backend's trajectory conforms to one of them, the
-# failure is that convention or slip, and the rule it breaks is named (SPEC §3, §6).
-def _alternatives(hp: HParams) -> list[tuple[str, str, HParams]]:
-    alt = [("R7", f"eps_in_sqrt={not hp.eps_in_sqrt}",
-            hp.replace(eps_in_sqrt=not hp.eps_in_sqrt)),
-           ("R8", "initial square_avg of 1" if hp.initial_square_avg == 0
-            else "initial square_avg of 0",
-            hp.replace(initial_square_avg=1.0 if hp.initial_square_avg == 0 else 0.0)),
-           ("R17", "alpha and 1 - alpha swapped", hp.replace(alpha=1.0 - hp.alpha)
-            if not hp.bias_correction or hp.alpha > 0 else hp)]
-    if hp.momentum > 0:
-        alt += [("R9", f"lr_in_momentum={not hp.lr_in_momentum}",
-                 hp.replace(lr_in_momentum=not hp.lr_in_momentum)),
-                ("R21", "momentum ignored", hp.replace(momentum=0.0, nesterov=False))]
-    if hp.weight_decay > 0:
-        other = "decoupled" if hp.weight_decay_mode == "coupled" else "coupled"
-        alt += [("R10", f"weight_decay_mode={other!r}", hp.replace(weight_decay_mode=other)),
-                ("R16", "weight decay ignored", hp.replace(weight_decay=0.0))]
-    if hp.maximize:
-        alt += [("R16", "maximize ignored", hp.replace(maximize=False))]
-        if hp.weight_decay > 0:
-            other = ("after_weight_decay" if hp.maximize_order == "before_weight_decay"
-                     else "before_weight_decay")
-            alt += [("R12", f"maximize_order={other!r}", hp.replace(maximize_order=other))]
-    if hp.centered:
-        alt += [("R20", "centered ignored", hp.replace(centered=False))]
-    if hp.bias_correction:
-        alt += [("R19", "bias correction ignored", hp.replace(bias_correction=False))]
-    return [(rule, why, a) for rule, why, a in alt if a != hp]
-
-
-def diagnose(case: Case, traj: Trajectory, v: Violation) -> Violation:
-    """``v`` with its rule named more precisely when the trajectory conforms to a variant."""
-    if v.kind != "value" or case.initial_state is not None:
-        return v
-    matches = []
-    for rule, why, hp in _alternatives(case.hp):
-        try:
-            if judge(case.replace(hp=hp), Trajectory(traj.params, None)).ok:
-                matches.append((rule, why))
-        except ValueError:
-            continue
-    if not matches:
-        return v
-    # A small example can fit several readings; all are named, the first gives the rule.
-    readings = " or ".join(f"{why} ({rule})" for rule, why in matches)
-    return dataclasses.replace(v, rule=matches[0][0], message=f"{v.message}; the results match "
-                               f"the spec with {readings} instead")
-
-
 def _judged(prop: str, backend: Backend, caps: Capabilities, case: Case) -> tuple[Judgement,
                                                                                    Trajectory]:
     traj = call_backend(backend, caps, case)
     j = judge(case, traj)
     if not j.ok:
-        raise PropertyFailure(prop, diagnose(case, traj, j.violations[0]), case)
+        raise PropertyFailure(prop, j.violations[0], case)
     return j, traj
 
 
@@ -359,34 +309,63 @@ def _alone(case: Case, i: int) -> Case:
         initial_state=None if case.initial_state is None else (case.initial_state[i],))
 
 
-def _diagnose(prop: str, rule: str, why: str, backend: Backend, caps: Capabilities,
-              case: Case, variant: Callable[[Violation], Case | None]) -> Judgement:
-    """Judge ``case``; if it fails while ``variant(violation)`` conforms, the failure is blamed
-    on ``rule`` (otherwise on what the convention diagnosis finds)."""
+def _without_zero_size(case: Case) -> Case | None:
+    """``case`` without its zero-size parameters (None when it has none or only such)."""
+    keep = [i for i, p in enumerate(case.params) if p.size > 0]
+    if len(keep) in (0, len(case.params)):
+        return None
+    return case.replace(
+        params=tuple(case.params[i] for i in keep),
+        grads=tuple(tuple(gs[i] for i in keep) for gs in case.grads),
+        layouts=None if case.layouts is None else tuple(case.layouts[i] for i in keep),
+        initial_state=None if case.initial_state is None
+        else tuple(case.initial_state[i] for i in keep))
+
+
+Blame = tuple[str, str, Callable[[Violation], "Case | None"]]
+
+
+def _blame(prop: str, backend: Backend, caps: Capabilities, case: Case,
+           *blames: Blame) -> Judgement:
+    """Judge ``case``; if it fails while the variant of a blame ``(rule, why, variant)``
+    conforms, the failure is the property's own ``rule`` (the first such blame); otherwise the
+    judge's rule stands, for the diagnosis to refine once the search is over
+    (conformance/diagnosis.py)."""
     traj = call_backend(backend, caps, case)
     j = judge(case, traj)
     if j.ok:
         return j
     v = j.violations[0]
-    other = variant(v)
-    if other is not None and judge(other, call_backend(backend, caps, other)).ok:
-        v = dataclasses.replace(v, rule=rule, message=f"{v.message}; {why}")
-    else:
-        v = diagnose(case, traj, v)
+    for rule, why, variant in blames:
+        other = variant(v)
+        if other is not None and judge(other, call_backend(backend, caps, other)).ok:
+            v = dataclasses.replace(v, rule=rule, message=f"{v.message}; {why}")
+            break
     raise PropertyFailure(prop, v, case)
 
 
 def check_independence(backend: Backend, caps: Capabilities, case: Case) -> Outcome:
-    """P7: every parameter of a multi-parameter step behaves as if optimised alone (R23)."""
-    j = _diagnose("P7", "R23", "the same parameter optimised alone conforms", backend, caps,
-                  case, lambda v: _alone(case, v.param or 0) if len(case.params) > 1 else None)
+    """P7: every parameter of a multi-parameter step behaves as if optimised alone (R23); the
+    zero-size ones among them too (R29)."""
+    try:
+        j = _blame("P7", backend, caps, case,
+                   ("R29", "the same case without its zero-size parameters conforms",
+                    lambda _: _without_zero_size(case)),
+                   ("R23", "the same parameter optimised alone conforms",
+                    lambda v: _alone(case, v.param or 0) if len(case.params) > 1 else None))
+    except PropertyFailure as failure:
+        v = failure.violation
+        if v.param is not None and v.param < len(case.params) and case.params[v.param].size == 0:
+            v = dataclasses.replace(v, rule="R29", message=f"{v.message}; on a zero-size "
+                                    "parameter")
+        raise PropertyFailure("P7", v, case) from None
     return Outcome.of(j)
 
 
 def check_layouts(backend: Backend, caps: Capabilities, case: Case) -> Outcome:
     """P8: transposed, strided and channels-last parameters conform like contiguous ones (R25)."""
-    j = _diagnose("P8", "R25", "the same case with contiguous parameters conforms", backend,
-                  caps, case, lambda _: case.replace(layouts=None))
+    j = _blame("P8", backend, caps, case, ("R25", "the same case with contiguous parameters "
+                                           "conforms", lambda _: case.replace(layouts=None)))
     return Outcome.of(j)
 
 
@@ -397,8 +376,8 @@ def _negated(case: Case) -> Case:
 
 def check_maximize(backend: Backend, caps: Capabilities, case: Case) -> Outcome:
     """P9: maximize conforms, and equals minimising the negated gradients (R12, R16)."""
-    j = _diagnose("P9", "R16", "minimising the negated gradients conforms", backend, caps,
-                  case, lambda _: _negated(case))
+    j = _blame("P9", backend, caps, case,
+               ("R16", "minimising the negated gradients conforms", lambda _: _negated(case)))
     return Outcome.of(j)
 
 
@@ -420,8 +399,8 @@ def check_complex(backend: Backend, caps: Capabilities, case: Case) -> Outcome:
     if real is None or not set(real.dtypes) <= caps.dtypes:
         j, _ = _judged("P10", backend, caps, case)
         return Outcome.of(j)
-    j = _diagnose("P10", "R11", "the same numbers as real pairs conform", backend, caps, case,
-                  lambda _: real)
+    j = _blame("P10", backend, caps, case,
+               ("R11", "the same numbers as real pairs conform", lambda _: real))
     return Outcome.of(j)
 
 

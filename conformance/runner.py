@@ -20,7 +20,7 @@ from hypothesis import given, reject, seed, settings
 from hypothesis.errors import Flaky
 from hypothesis.internal.conjecture import engine
 
-from conformance import properties, serialize
+from conformance import diagnosis, properties, serialize
 from conformance.backend import Backend, Capabilities
 from conformance.case import Case
 from conformance.properties import (
@@ -137,6 +137,10 @@ def run_property(prop_id: str, target: Target) -> None:
     except PropertyFailure as failure:
         failure.prop = prop.id
         if failure.case is not None:
+            # Once per failing target, on the final counterexample: the rule it breaks, from
+            # follow-up cases (conformance/diagnosis.py).
+            failure.violation = diagnosis.name_rule(target.backend, target.caps, failure.case,
+                                                    failure.violation)
             failure.label = label_of(target.backend, target.caps, failure.case,
                                      failure.violation, prop.check)
         path = save_counterexample(target, prop, failure)

@@ -45,6 +45,7 @@ RULE_TITLES = {
     "R16": "gradient transform (maximize, weight decay)",
     "R17": "square_avg update",
     "R18": "grad_avg update",
+    "R19": "bias correction",
     "R20": "denominator",
     "R21": "momentum buffer and parameter update",
     "R22": "per-step learning rate",
@@ -53,6 +54,8 @@ RULE_TITLES = {
     "R25": "layout invariance and determinism",
     "R26": "IEEE propagation of non-finite values",
     "R27": "no spurious non-finite values",
+    "R29": "0-d and zero-size tensors",
+    "R31": "the tolerance model (rounding beyond a correct implementation's bound)",
 }
 
 

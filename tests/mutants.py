@@ -10,6 +10,7 @@ Exports:
 
 - ``MUTANTS``: name -> class (``MUTANTS[n].name == "mutant." + n``).
 - ``EXPECTED_PROPERTY``: name -> the property (P1..P14) expected to catch it.
+- ``EXPECTED_RULE``: name -> the rule of SPEC.md it breaks (what its report must name).
 - ``REVEALING``: name -> a hand-picked input that reveals it and how the deviation shows
   (used by tests/test_torch_backends.py to check that each mutant really deviates).
 """
@@ -541,6 +542,43 @@ EXPECTED_PROPERTY: dict[str, str] = {
     "non_finite_sanitised": "P5",
     "mutates_gradient": "P6",
     "non_deterministic": "P12",
+}
+
+# The rule of SPEC.md each mutant breaks, read off the rule text (not off the harness's output).
+EXPECTED_RULE: dict[str, str] = {
+    "eps_inside_sqrt": "R7",                  # ε inside the root is R7's other side
+    "initial_square_avg_one": "R8",           # the initial state
+    "first_step_square_avg_is_g2": "R17",     # v ← αv + (1 − α)g², also at t = 1
+    "centered_uses_v": "R20",                 # w = v̂ − |ḡ̂|²: the centering dropped
+    "centered_plus_gbar2": "R20",             # w with the wrong sign of |ḡ̂|²
+    "numerator_square_avg": "R20",            # s = g/d: v in the numerator
+    "sign_error": "R21",                      # θ ← θ − η·s
+    "momentum_ignored": "R21",                # b ← μb + s
+    "weight_decay_numerator_only": "R16",     # the transformed g feeds every later line
+    "weight_decay_denominator_only": "R16",
+    "weight_decay_wrong_sign": "R16",         # g + λθ
+    "maximize_ignored": "R16",                # g = −g if maximize
+    "maximize_twice": "R16",
+    "alpha_swapped": "R17",
+    "complex_product_square": "R11",          # sq(g) per real component
+    "low_precision_intermediates": "R31",     # rounding beyond a correct float32's
+    "strides_ignored_no_write_back": "R25",   # layout invariance
+    "strides_ignored_wrong_order": "R25",
+    "zero_size_break": "R29",                 # zero-size tensors
+    "state_load_loses_step": "R15",           # save/load exact
+    "state_load_casts_float32": "R15",
+    "step_counter_bfloat16": "R15",           # the step counts steps
+    "tensor_lr_unvalidated": "R6",
+    "accepts_negative_lr": "R6",
+    "accepts_negative_eps": "R6",
+    "accepts_negative_alpha": "R6",
+    "accepts_negative_momentum": "R6",
+    "accepts_negative_weight_decay": "R6",
+    "nan_accepted": "R6",
+    "stale_lr": "R22",                        # each step uses its own η
+    "non_finite_sanitised": "R26",            # IEEE propagation
+    "mutates_gradient": "R24",
+    "non_deterministic": "R25",
 }
 
 

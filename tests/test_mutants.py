@@ -15,12 +15,19 @@ import pytest
 from conformance import serialize
 from conformance.properties import BY_ID, PropertyFailure
 from conformance.runner import Target, new_record, run_property
-from tests.mutants import EXPECTED_PROPERTY, MUTANTS, Reference
+from tests.mutants import EXPECTED_PROPERTY, EXPECTED_RULE, MUTANTS, Reference
 
 # The dtype each property is exercised in: float64 for the formula, complex for P10, float32
 # where a low-precision shortcut shows, none for hyperparameter validation.
 DTYPE = {"P10": "complex128", "P13": None}
 DTYPE_OF_MUTANT = {"low_precision_intermediates": "float32"}
+# Mutants whose report names another rule than EXPECTED_RULE, and why (issue: >= 95 % right).
+RULE_MISSES = {
+    # It rounds g/d to bfloat16 for float64 parameters too, so float64 is no witness that the
+    # formula is right and only its precision wrong: the diagnosis names the quantity that
+    # departs while the state conforms, the step s = g/d (R20).
+    "low_precision_intermediates": "R20",
+}
 
 
 def _target(backend, prop_id: str, dtype: str | None, tmp_path) -> Target:
@@ -47,6 +54,15 @@ def test_ci_profile_catches_mutant(name: str, tmp_path) -> None:
     doc = json.loads(open(record["counterexample"], encoding="utf-8").read())
     assert doc["property"] == prop_id and doc["backend"].startswith("tests.mutants:")
     assert info.value.violation.rule == record["rule"]
+    # The rule named is the one the mutant breaks (from follow-up cases, conformance/diagnosis).
+    assert record["rule"] == RULE_MISSES.get(name, EXPECTED_RULE[name]), record["message"]
+
+
+def test_rules_named_right_for_95_percent_of_mutants() -> None:
+    assert set(EXPECTED_RULE) == set(MUTANTS)
+    assert set(RULE_MISSES) <= set(MUTANTS)
+    assert all(RULE_MISSES[n] != EXPECTED_RULE[n] for n in RULE_MISSES)
+    assert 1 - len(RULE_MISSES) / len(MUTANTS) >= 0.95
 
 
 @pytest.mark.parametrize("prop_id", sorted(set(EXPECTED_PROPERTY.values())))
