@@ -35,7 +35,9 @@ def certify(tmp_path: Path, *names: str, timeout: float = 2, extra: tuple[str, .
 def load_complete(path: Path) -> dict:
     """The report at ``path``, checked to be complete and self-consistent."""
     doc = json.loads(path.read_text(encoding="utf-8"))
-    assert doc["schema"] == "rmsprop-conformance/report/1"
+    from conformance.report import SCHEMA
+
+    assert doc["schema"] == SCHEMA
     counts = {s: sum(r["status"] == s for r in doc["results"])
               for s in ("pass", "fail", "known", "error", "unsupported")}
     assert doc["counts"] == counts
@@ -188,20 +190,23 @@ def test_sigterm_leaves_the_previous_report(tmp_path):
     assert previous.read_bytes() == before
 
 
-def test_a_backend_that_kills_the_picture_leaves_the_reports(tmp_path):
-    """index.html runs every backend once more (the seed's picture), in a child process: a
-    backend that ends its process there costs the picture, not the reports or this process."""
-    from conformance import report
+def test_a_backend_that_kills_its_evidence_leaves_the_reports(tmp_path):
+    """The evidence (the seed's trajectory, the counterexamples' series) is computed in a child
+    process at certification time: a backend that ends its process there costs the evidence,
+    not the reports or this process, and the summaries say what was not recorded."""
+    from conformance import evidence, report
 
-    doc = {"backend": {"name": "bad.always_exits", "spec": "tests.bad_backends:AlwaysExits",
+    found = evidence.collect("tests.bad_backends:AlwaysExits", {})
+    assert "ended with code 1" in found["seed"]["not_recorded"], found
+    doc = {"schema": report.SCHEMA, "evidence": found,
+           "backend": {"name": "bad.always_exits", "spec": "tests.bad_backends:AlwaysExits",
                        "capabilities": {"profile": "seed"}},
            "verdict": "conformant", "interrupted": False, "results": [],
            "counts": dict.fromkeys(report.STATUSES, 0)}
     report.write_summaries(tmp_path, [doc])
     page = (tmp_path / "index.html").read_text()
     assert page.startswith("<!doctype html>")
-    assert "could not be rendered (the renderer ended with code 1" in page
-    assert "`bad.always_exits`" in page  # the Markdown summary stands in
+    assert "not drawn: bad.always_exits: the evidence process ended with code 1" in page
     assert "`bad.always_exits`" in (tmp_path / "summary.md").read_text()
 
 

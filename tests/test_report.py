@@ -16,3 +16,44 @@ def test_verdicts():
     # Nothing ran (e.g. a CUDA-only path on a CPU machine): unsupported, not a pass.
     assert verdict([_r("unsupported"), _r("unsupported")]) == "unsupported"
     assert verdict([]) == "unsupported"
+
+
+def test_summaries_and_merge_never_import_the_backend(tmp_path):
+    """summary.md and index.html are functions of the JSON: certified with a backend module
+    that is then deleted, the reports render (from the JSON alone, in a fresh process) to the
+    same bytes, and ``merge`` of them works — the seed's trajectory and the counterexample's
+    per-step plot included, both stored at certification time."""
+    import subprocess
+    import sys
+
+    from tests.test_cli import REPO, run_cli
+
+    # The seed's loop with eps doubled: nonconformant, with counterexamples to plot.
+    seed = (REPO / "implementations" / "seed.py").read_text(encoding="utf-8")
+    assert "c(hp.eps)" in seed and 'name = "seed"' in seed
+    (tmp_path / "gone_backend.py").write_text(
+        seed.replace("c(hp.eps)", "c(2 * hp.eps)").replace('name = "seed"', 'name = "gone"'))
+    first = tmp_path / "first"
+    proc = run_cli("certify", "gone_backend:SeedBackend", "--effort", "quick", "--seed", "0",
+                   "--report-dir", first, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (tmp_path / "gone_backend.py").unlink()
+    page = (first / "index.html").read_text(encoding="utf-8")
+    assert "<polyline" in page  # the seed picture and the counterexample plots, drawn
+    assert "not drawn: gone" not in page
+    script = ("import sys; from pathlib import Path; from conformance import report\n"
+              "d = Path(sys.argv[1]); out = Path(sys.argv[2])\n"
+              "report.write_summaries(out, [report.load_report(d / 'gone.json')])\n"
+              "assert 'gone_backend' not in sys.modules\n")
+    again = tmp_path / "again"
+    again.mkdir()
+    done = subprocess.run([sys.executable, "-c", script, str(first), str(again)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    for name in ("index.html", "summary.md"):
+        assert (again / name).read_bytes() == (first / name).read_bytes(), name
+    merged = tmp_path / "merged"
+    proc = run_cli("merge", first, "--output", merged, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # nonconformant, merged
+    assert "<polyline" in (merged / "index.html").read_text(encoding="utf-8")
