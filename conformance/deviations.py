@@ -30,10 +30,11 @@ import fnmatch
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from string import ascii_lowercase
 
 from conformance.case import DTYPES
 from conformance.causes import EXCUSABLE
-from conformance.tolerance import RULE_TITLES
+from spec.rules import RULE_TITLES
 
 try:
     import tomllib
@@ -88,7 +89,7 @@ def _allowed_values(backends: Iterable[str], devices: Iterable[str]
         "backend": tuple(dict.fromkeys([*registry.known_names(), *backends])),
         "property": tuple(p.id for p in CATALOGUE) + tuple(p.name for p in CATALOGUE),
         "dtype": DTYPES,
-        "rule": tuple(sorted(rules, key=lambda r: (int(r[1:].rstrip("ab")), r))),
+        "rule": tuple(sorted(rules, key=lambda r: (int(r[1:].rstrip(ascii_lowercase)), r))),
         "device": tuple(dict.fromkeys([*DEVICES, *devices])),
     }
 

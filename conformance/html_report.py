@@ -33,7 +33,8 @@ from conformance.report import (
     unsupported_kind,
     verdict_text,
 )
-from conformance.tolerance import K, rule_title
+from conformance.tolerance import K
+from spec.rules import rule_title
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;padding:1em 1.5em;
@@ -166,7 +167,8 @@ def _overview(docs: list[dict[str, Any]]) -> str:
         rows.append(
             f"<tr id='{_backend_id(d)}'><td class=l><code>{escape(d['backend']['name'])}</code>"
             f"</td><td>{_badge(d)}</td><td class=l>{escape(package_text(d))}</td>"
-            f"<td>{escape(d['backend']['capabilities'].get('profile', ''))}</td>"
+            f"<td>{escape(d['backend']['capabilities'].get('profile', ''))}"
+            f"{' (identified)' if d['backend'].get('identified') else ''}</td>"
             f"<td>{escape(d.get('effort') or '')}</td><td>{c['pass']}</td><td>{c['known']}</td>"
             f"<td>{c['fail']}</td><td>{c['error']}</td><td>{_unsupported_counts(d)}</td>"
             f"<td class=l><small>{_not_here(d)}</small></td></tr>")

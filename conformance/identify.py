@@ -42,13 +42,9 @@ from conformance.tolerance import Violation, judge
 from spec import rmsprop as spec
 from spec.rmsprop import PROFILES, HParams, run
 
-# The axes of SPEC §3, read off the oracle's profile table: every field a profile fixes except
-# the three hyperparameter defaults it also sets. Each axis's candidate values: both sides of a
-# boolean, the oracle's list for a string axis, the values profiles use for a number.
-_PROFILE_DEFAULTS = ("lr", "alpha", "eps")
-AXES: tuple[str, ...] = tuple(f for f in spec._PROFILE_TABLE[PROFILES[0]]
-                              if f not in _PROFILE_DEFAULTS)
-_STRING_CHOICES = (spec.WEIGHT_DECAY_MODES, spec.COMPLEX_MODES, spec.MAXIMIZE_ORDERS)
+# The axes of SPEC §3 (spec.CONVENTION_AXES). Each axis's candidate values: both sides of a
+# boolean, the spec's list for a string axis, the values profiles use for a number.
+AXES: tuple[str, ...] = spec.CONVENTION_AXES
 
 
 def _candidates(axis: str) -> tuple[Any, ...]:
@@ -56,7 +52,7 @@ def _candidates(axis: str) -> tuple[Any, ...]:
     if isinstance(used[0], bool):
         return (False, True)
     if isinstance(used[0], str):
-        return next(c for c in _STRING_CHOICES if used[0] in c)
+        return spec.AXIS_CHOICES[axis]
     return tuple(sorted(set(used)))
 
 
@@ -474,7 +470,7 @@ class IdentifyUsageError(Exception):
 def command(name: str, as_json: bool) -> int:
     """``rmsprop-conformance identify NAME``: 0 when a profile with overrides fits, 1 if not."""
     try:
-        backend = registry.load(name)
+        backend = registry.load(name, identify=False)
         caps = registry.capabilities_of(backend)
         found = identify(backend, caps)
     except (registry.BackendLoadError, ValueError) as exc:

@@ -100,7 +100,9 @@ def backend_report(spec: str, backend: Any, caps: Any, results: list[dict[str, A
         "known_deviations_file": known_deviations,
         "tolerance_factor_K": K,
         "backend": {"name": backend.name, "spec": spec, "capabilities": caps.to_dict(),
-                    "package": evidence.implementation_package(backend)},
+                    "package": evidence.implementation_package(backend),
+                    # the profile and conventions found by identify, when none was declared
+                    "identified": getattr(backend, "identified", None)},
         "verdict": verdict(results, interrupted),
         "counts": counts(results),
         "results": results,
@@ -300,7 +302,9 @@ def markdown(docs: list[dict[str, Any]]) -> str:
               "unsupported | implementation |", "|---|---|---|---|---:|---:|---:|---:|---:|---|"]
     for d in docs:
         c = d["counts"]
-        lines.append(f"| `{d['backend']['name']}` | {d['backend']['capabilities']['profile']} | "
+        identified = " (identified)" if d["backend"].get("identified") else ""
+        lines.append(f"| `{d['backend']['name']}` | {d['backend']['capabilities']['profile']}"
+                     f"{identified} | "
                      f"{d.get('effort') or ''} | {_MARK[look(d)]} {verdict_text(d)} | "
                      f"{c['pass']} | {c['fail']} | {c['known']} | {c['error']} | "
                      f"{c['unsupported']} | {package_text(d)} |")

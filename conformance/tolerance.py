@@ -23,6 +23,7 @@ import numpy as np
 from conformance import causes
 from conformance.case import Case, Trajectory
 from spec.rmsprop import ParamState, dtype_info, init_state, step_with_bounds
+from spec.rules import rule_title
 
 K = 4.0
 
@@ -32,37 +33,6 @@ FIELD_RULES = {
     "grad_avg": "R18",
     "momentum_buffer": "R21",
 }
-RULE_TITLES = {
-    "R6": "invalid hyperparameters are rejected, valid edge values accepted",
-    "R7": "eps placement in the denominator",
-    "R8": "initial state",
-    "R9": "learning rate inside/outside the momentum buffer",
-    "R10": "weight decay convention",
-    "R11": "complex numbers",
-    "R12": "order of maximize and weight decay",
-    "R14": "state names, shapes, dtypes and devices",
-    "R15": "the step counter; state save/load",
-    "R16": "gradient transform (maximize, weight decay)",
-    "R17": "square_avg update",
-    "R18": "grad_avg update",
-    "R19": "bias correction",
-    "R20": "denominator",
-    "R21": "momentum buffer and parameter update",
-    "R22": "per-step learning rate",
-    "R23": "parameters are independent",
-    "R24": "inputs are not mutated",
-    "R25": "layout invariance and determinism",
-    "R26": "IEEE propagation of non-finite values",
-    "R27": "no spurious non-finite values",
-    "R29": "0-d and zero-size tensors",
-    "R31": "the tolerance model (rounding beyond a correct implementation's bound)",
-}
-
-
-def rule_title(rule: str) -> str:
-    return f"{rule}: {RULE_TITLES.get(rule, '')}".rstrip(": ")
-
-
 @dataclasses.dataclass
 class Violation:
     """One element that breaks a rule, with everything needed to read it."""

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from spec.rmsprop import HParams
-
-_AXES = ("eps_in_sqrt", "initial_square_avg", "lr_in_momentum", "weight_decay_mode",
-         "maximize_order")
+from spec.rmsprop import CONVENTION_AXES, HParams
 
 
 def check_hparams(hp: HParams) -> None:
     """Raise ValueError naming the first setting these kernels do not implement."""
     torch_axes = HParams.from_profile("torch")
-    for name in _AXES:
+    for name in CONVENTION_AXES:  # complex_mode too: a real kernel never meets another
         value = getattr(hp, name)
         if value != getattr(torch_axes, name):
             raise ValueError(f"this kernel implements the torch profile; {name}={value!r} is not "

@@ -40,7 +40,7 @@ from implementations._jax_common import (
 )
 from implementations.drivers.config import DriverConfig
 from implementations.drivers.optax_tx import OptaxTxBackend
-from spec.rmsprop import ParamState
+from spec.rmsprop import CONVENTION_AXES, ParamState
 
 __all__ = [
     "ExampleLibraries",
@@ -51,9 +51,6 @@ __all__ = [
     "compilations",
     "rmsprop_with_decay",
 ]
-
-_AXES = ("eps_in_sqrt", "initial_square_avg", "lr_in_momentum", "weight_decay_mode",
-         "complex_mode", "maximize_order")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -140,8 +137,8 @@ def _features_used(case: Case) -> set[str]:
 def _check_case(name: str, caps: Capabilities, case: Case) -> None:
     """Refuse a case this backend does not claim, rather than compute something else."""
     declared = caps.hparams()
-    wrong = [f"{a}={getattr(case.hp, a)!r} (backend: {getattr(declared, a)!r})" for a in _AXES
-             if getattr(case.hp, a) != getattr(declared, a)]
+    wrong = [f"{a}={getattr(case.hp, a)!r} (backend: {getattr(declared, a)!r})"
+             for a in CONVENTION_AXES if getattr(case.hp, a) != getattr(declared, a)]
     if wrong:
         raise ValueError(f"{name} implements profile {caps.profile!r} with "
                          f"{dict(caps.conventions)}; the case has {', '.join(wrong)}")

@@ -37,6 +37,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 __all__ = [
+    "AXIS_CHOICES",
+    "CONVENTION_AXES",
     "PROFILES",
     "HParams",
     "ParamState",
@@ -51,6 +53,14 @@ __all__ = [
 WEIGHT_DECAY_MODES = ("coupled", "decoupled")
 COMPLEX_MODES = ("real_pairs", "modulus")
 MAXIMIZE_ORDERS = ("before_weight_decay", "after_weight_decay")
+# The convention axes of SPEC §3 (R7–R12), in SPEC order: the fields of HParams on which
+# implementations disagree, every one fixed by a profile. Adapters and the harness read them
+# from here; the values a string axis may take are AXIS_CHOICES (R5), a boolean's are both.
+CONVENTION_AXES: tuple[str, ...] = ("eps_in_sqrt", "initial_square_avg", "lr_in_momentum",
+                                    "weight_decay_mode", "complex_mode", "maximize_order")
+AXIS_CHOICES: dict[str, tuple[str, ...]] = {"weight_decay_mode": WEIGHT_DECAY_MODES,
+                                            "complex_mode": COMPLEX_MODES,
+                                            "maximize_order": MAXIMIZE_ORDERS}
 
 # Every profile fixes every hyperparameter default and every convention axis (SPEC §4).
 _PROFILE_TABLE: dict[str, dict[str, Any]] = {
@@ -134,9 +144,7 @@ class HParams:
             value = getattr(self, name)
             if not isinstance(value, (bool, np.bool_)):
                 raise ValueError(f"invalid {name}: {value!r}; allowed: True or False (R5)")
-        for name, allowed in (("weight_decay_mode", WEIGHT_DECAY_MODES),
-                              ("complex_mode", COMPLEX_MODES),
-                              ("maximize_order", MAXIMIZE_ORDERS)):
+        for name, allowed in AXIS_CHOICES.items():
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"invalid {name}: {value!r}; allowed: {', '.join(allowed)} (R5)")

@@ -96,7 +96,7 @@ def test_signature_and_state_are_read_off_optax_rmsprop() -> None:
     assert caps.profile == "optax" and backend.package[0] == "optax"
     assert "weight_decay" not in caps.features and "maximize" not in caps.features
     assert {"state_readout", "state_load", "lr_schedule", "nesterov"} <= caps.features
-    assert "profile 'optax' assumed" in caps.description
+    assert "profile 'optax' identified by 'identify'" in caps.description
     assert "unsupported (no keyword): weight_decay, maximize" in caps.description
 
 

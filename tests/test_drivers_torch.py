@@ -9,6 +9,7 @@ mapping, state matching and every load error. Expected values come from the orac
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -136,7 +137,7 @@ def test_driver_over_torch_rmsprop_is_the_bundled_forloop() -> None:
     caps, ref = driven.capabilities(), bundled.capabilities()
     assert driven.name == "torch:torch.optim:RMSprop"
     assert (caps.profile, caps.features, caps.dtypes) == (ref.profile, ref.features, ref.dtypes)
-    assert "profile 'torch' assumed" in caps.description
+    assert "profile 'torch' identified by 'identify'" in caps.description
     assert driven.package == bundled.package and driven.package[0] == "torch"
     hp = HParams.from_profile("torch", centered=True, momentum=0.9, weight_decay=0.1,
                               maximize=True)
@@ -339,3 +340,31 @@ def test_timm_complex_gradient_square() -> None:
     # v = (0.5, 0.5 + 0.5) per component, d = (sqrt(.5), 1): theta = -0.1j as well.
     assert torch.allclose(p.detach(), torch.tensor([-0.1j], dtype=torch.complex128))
     assert not math.isnan(float(p.detach().abs()))
+
+
+# ---------------------------------------------------------------------------------------------
+# No profile declared: certified under the conventions identify finds
+# ---------------------------------------------------------------------------------------------
+def test_timm_without_a_driver_file_is_identified_as_tf1() -> None:
+    """Read off timm/optim/rmsprop_tf.py (see examples/timm-rmsproptf.toml): square_avg starts
+    at ones, eps inside the root, coupled weight decay, defaults alpha 0.9 / eps 1e-10 — SPEC
+    §4's tf1. lr_in_momentum is one of its keywords, passed from each case: no override."""
+    backend = registry.load("torch:timm.optim:RMSpropTF")
+    caps = backend.capabilities()
+    assert (caps.profile, dict(caps.conventions)) == ("tf1", {})
+    assert backend.identified["profile"] == "tf1"
+    assert "profile 'tf1' identified by 'identify' (none declared" in caps.description
+    # Its complex square is g*g (the xfail below): what no convention explains, said.
+    assert "what no convention explains: complex: R21" in caps.description
+    unidentified = registry.load("torch:timm.optim:RMSpropTF", identify=False)
+    assert unidentified.capabilities().profile == "torch"
+    assert "profile 'torch' assumed" in unidentified.capabilities().description
+
+
+def test_an_identification_is_passed_to_the_processes_started(monkeypatch) -> None:
+    """Workers and the evidence process read this process's identification from the
+    environment rather than probing again (and so drive the backend the same way)."""
+    spec = "torch:torch.optim:RMSprop?foreach=true"
+    monkeypatch.setenv(registry.IDENTIFIED_ENV, json.dumps(
+        {spec: {"profile": "seed", "conventions": {}, "fits": True, "broken": []}}))
+    assert registry.load(spec).capabilities().profile == "seed"

@@ -9,10 +9,17 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from implementations.drivers.config import DriverConfigError
+from implementations.drivers.config import DriverConfig, DriverConfigError
 
-__all__ = ["keywords_of", "missing_required", "off_value", "package_of", "qualname", "resolve",
+__all__ = ["ALWAYS", "FEATURE_KEYWORDS", "features_of", "gaps", "keywords_of",
+           "missing_required", "off_value", "package_of", "qualname", "resolve",
            "takes_var_keyword"]
+
+# Spec hyperparameters whose keyword, when the implementation takes it, makes a feature of the
+# same name (SPEC §2); what a driver provides for any optimizer it drives.
+FEATURE_KEYWORDS = ("weight_decay", "momentum", "centered", "maximize", "nesterov",
+                    "bias_correction")
+ALWAYS = frozenset({"multi_param", "mixed_dtypes", "layouts", "zero_size", "reject_invalid"})
 
 
 def resolve(driver: str, target: str, name: str) -> Any:
@@ -86,3 +93,50 @@ def off_value(accepted: Mapping[str, inspect.Parameter], keyword: str, value: An
             and isinstance(value, (int, float)) and value == 0:
         return None
     return value
+
+
+def features_of(name: str, implementation: Any, keywords: Mapping[str, Any],
+                config: DriverConfig, *, found: set[str], readable: bool,
+                loadable: bool) -> set[str]:
+    """The features a driver declares: what it always provides, one per feature keyword the
+    implementation takes, ``found`` (read off it: "lr_schedule" …), the state features; or
+    the driver file's ``features`` list, checked against the keywords."""
+    features = set(ALWAYS) | {f for f in FEATURE_KEYWORDS if f in keywords} | found
+    if readable:
+        features.add("state_readout")
+        if loadable:
+            features.add("state_load")
+    if config.features is None:
+        return features
+    declared = set(config.features)
+    bad = sorted(declared & set(FEATURE_KEYWORDS) - set(keywords))
+    if bad:
+        raise DriverConfigError(f"{name}: feature {bad[0]!r} is declared but "
+                                f"{qualname(implementation)} takes no keyword for it")
+    return declared
+
+
+def gaps(config: DriverConfig, default_profile: str, features: set[str], *,
+         readable: bool, state_problem: str | None) -> list[str]:
+    """What a driver's description says it could not establish or assumed: the profile
+    (identified, or assumed), the features without a keyword, the state."""
+    parts = []
+    if config.identified is not None:
+        found = config.identified
+        overrides = "".join(f", {k}={v!r}" for k, v in found.get("conventions", {}).items())
+        unexplained = "; ".join(found.get("broken", []))
+        parts.append(f"profile {config.profile!r}{overrides} identified by 'identify' (none "
+                     "declared" + (f"; what no convention explains: {unexplained})"
+                                   if unexplained else ")"))
+    elif config.profile is None:
+        parts.append(f"profile {default_profile!r} assumed: none declared (name it in a "
+                     "driver file)")
+    unsupported = [f for f in FEATURE_KEYWORDS if f not in features]
+    if unsupported:
+        parts.append(f"unsupported (no keyword): {', '.join(unsupported)}")
+    if not readable:
+        parts.append(f"state not readable ({state_problem}): multi-step properties judge "
+                     "parameters only")
+    elif state_problem:
+        parts.append(state_problem)
+    return parts

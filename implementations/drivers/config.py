@@ -75,6 +75,9 @@ class DriverConfig:
     features: tuple[str, ...] | None = None
     source: str = ""  # the file it came from, for messages
     name: str | None = None  # the backend's name; the driver's default is its spec string
+    # Not declared but found: what ``identify`` found when no profile was declared (the
+    # profile and conventions above are then its findings), for the description and report.
+    identified: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         where = f"{self.source}: " if self.source else ""

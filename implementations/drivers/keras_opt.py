@@ -27,7 +27,9 @@ What is read off the implementation:
   spec name mean "state_load" is not declared.
 - **dtypes**: those the selected backend can create a variable in and step (probed), or
   ``dtypes`` of a driver file.
-- **Profile**: ``config.profile``; ``None`` means "keras" assumed (the description says so).
+- **Profile**: ``config.profile``; ``None`` means "keras" assumed — unless loaded through
+  :func:`conformance.registry.load`, which then drives it under what ``identify`` finds (the
+  description says which).
 
 Parameters become ``keras.Variable``s (copies: Keras owns its variables). Gradients are handed in
 the caller's own memory where the backend takes NumPy arrays as its tensors (numpy), so that a
@@ -46,6 +48,8 @@ import numpy as np
 from conformance.backend import Capabilities
 from conformance.case import DTYPES, Case, Trajectory, np_dtype
 from implementations.drivers._common import (
+    features_of,
+    gaps,
     keywords_of,
     missing_required,
     off_value,
@@ -60,15 +64,10 @@ from implementations.drivers.config import (
     DriverConfigError,
     keyword_map,
 )
-from spec.rmsprop import HParams, ParamState
+from spec.rmsprop import CONVENTION_AXES, HParams, ParamState
 
 __all__ = ["KerasOptimizerBackend", "driver"]
 
-CONVENTION_AXES = ("eps_in_sqrt", "initial_square_avg", "lr_in_momentum", "weight_decay_mode",
-                   "complex_mode", "maximize_order")
-_FEATURE_KEYWORDS = ("weight_decay", "momentum", "centered", "maximize", "nesterov",
-                     "bias_correction")
-_ALWAYS = frozenset({"multi_param", "mixed_dtypes", "layouts", "zero_size", "reject_invalid"})
 _PROBE_VALUES = {"centered": True, "momentum": 0.5}
 DEFAULT_PROFILE = "keras"
 
@@ -221,20 +220,9 @@ class KerasOptimizerBackend:
         return self._caps
 
     def _capabilities(self) -> Capabilities:
-        features = set(_ALWAYS) | {f for f in _FEATURE_KEYWORDS if f in self.keywords}
-        if self.schedulable:
-            features.add("lr_schedule")
-        if self.state_attrs:
-            features.add("state_readout")
-            if self.loadable:
-                features.add("state_load")
-        if self.config.features is not None:
-            declared = set(self.config.features)
-            bad = sorted(declared & set(_FEATURE_KEYWORDS) - set(self.keywords))
-            if bad:
-                raise DriverConfigError(f"{self.name}: feature {bad[0]!r} is declared but "
-                                        f"{qualname(self.cls)} takes no keyword for it")
-            features = declared
+        found = {"lr_schedule"} if self.schedulable else set()
+        features = features_of(self.name, self.cls, self.keywords, self.config, found=found,
+                               readable=bool(self.state_attrs), loadable=self.loadable)
         try:
             return Capabilities(profile=self.config.profile or DEFAULT_PROFILE,
                                 dtypes=self.dtypes, devices=("cpu",),
@@ -250,17 +238,8 @@ class KerasOptimizerBackend:
         parts = [f"{qualname(self.cls)}, generic Keras driver ({package}keras "
                  f"{self.keras.__version__}, backend {self.backend_name}, floatx "
                  f"{self.keras.config.floatx()})"]
-        if self.config.profile is None:
-            parts.append(f"profile {DEFAULT_PROFILE!r} assumed: none declared (name it in a "
-                         "driver file)")
-        unsupported = [f for f in _FEATURE_KEYWORDS if f not in features]
-        if unsupported:
-            parts.append(f"unsupported (no keyword): {', '.join(unsupported)}")
-        if not self.state_attrs:
-            parts.append(f"state not readable ({self.state_problem}): multi-step properties "
-                         "judge parameters only")
-        elif self.state_problem:
-            parts.append(self.state_problem)
+        parts += gaps(self.config, DEFAULT_PROFILE, features, readable=bool(self.state_attrs),
+                      state_problem=self.state_problem)
         return "; ".join(parts)
 
     def make_optimizer(self, hparams: Mapping[str, Any]) -> Any:

@@ -25,7 +25,9 @@ What is read off the implementation:
   must have one step. Without a square_avg field, "state_readout" and "state_load" are not
   declared and the multi-step properties judge parameters only; parameter-shaped fields that
   match no spec name mean "state_load" is not declared.
-- **Profile**: ``config.profile``; ``None`` means "optax" assumed (the description says so).
+- **Profile**: ``config.profile``; ``None`` means "optax" assumed — unless loaded through
+  :func:`conformance.registry.load`, which then drives it under what ``identify`` finds (the
+  description says which).
 
 The step (``update`` then ``apply_updates``) is jitted once per static structure: the factory,
 its non-float keywords (flags, ``None``) and the pytree, whose leaves are one flat zero-padded
@@ -57,6 +59,8 @@ from implementations._jax_common import (
     unavailable,
 )
 from implementations.drivers._common import (
+    features_of,
+    gaps,
     keywords_of,
     missing_required,
     off_value,
@@ -71,7 +75,7 @@ from implementations.drivers.config import (
     DriverConfigError,
     keyword_map,
 )
-from spec.rmsprop import HParams, ParamState
+from spec.rmsprop import CONVENTION_AXES, HParams, ParamState
 
 __all__ = ["AXIS_KEYWORDS", "OptaxTxBackend", "driver"]
 
@@ -81,11 +85,6 @@ AXIS_KEYWORDS: dict[str, tuple[str, ...]] = {
     "initial_square_avg": ("initial_square_avg", "initial_scale", "initial_accumulator_value"),
     "lr_in_momentum": ("lr_in_momentum",),
 }
-CONVENTION_AXES = ("eps_in_sqrt", "initial_square_avg", "lr_in_momentum", "weight_decay_mode",
-                   "complex_mode", "maximize_order")
-_FEATURE_KEYWORDS = ("weight_decay", "momentum", "centered", "maximize", "nesterov",
-                     "bias_correction")
-_ALWAYS = frozenset({"multi_param", "mixed_dtypes", "layouts", "zero_size", "reject_invalid"})
 _PROBE_VALUES = {"centered": True, "momentum": 0.5, "bias_correction": True}
 DEFAULT_PROFILE = "optax"
 
@@ -238,20 +237,9 @@ class OptaxTxBackend:
         return self._caps
 
     def _capabilities(self, description: str) -> Capabilities:
-        features = set(_ALWAYS) | {f for f in _FEATURE_KEYWORDS if f in self.keywords}
-        if "lr" in self.keywords:
-            features.add("lr_schedule")
-        if self.state_fields:
-            features.add("state_readout")
-            if self.loadable:
-                features.add("state_load")
-        if self.config.features is not None:
-            declared = set(self.config.features)
-            bad = sorted(declared & set(_FEATURE_KEYWORDS) - set(self.keywords))
-            if bad:
-                raise DriverConfigError(f"{self.name}: feature {bad[0]!r} is declared but "
-                                        f"{qualname(self.factory)} takes no keyword for it")
-            features = declared
+        found = {"lr_schedule"} if "lr" in self.keywords else set()
+        features = features_of(self.name, self.factory, self.keywords, self.config, found=found,
+                               readable=bool(self.state_fields), loadable=self.loadable)
         dtypes = frozenset(self.config.dtypes if self.config.dtypes is not None else DTYPES)
         try:
             return Capabilities(profile=self.config.profile or DEFAULT_PROFILE, dtypes=dtypes,
@@ -272,20 +260,10 @@ class OptaxTxBackend:
         if self.axes:
             parts.append("convention keywords set from each case: "
                          + ", ".join(f"{kw} ({axis})" for axis, kw in self.axes.items()))
-        if self.config.profile is None:
-            parts.append(f"profile {DEFAULT_PROFILE!r} assumed: none declared (name it in a "
-                         "driver file)")
-        unsupported = [f for f in _FEATURE_KEYWORDS if f not in features]
-        if unsupported:
-            parts.append(f"unsupported (no keyword): {', '.join(unsupported)}")
-        if not self.state_fields:
-            parts.append(f"state not readable ({self.state_problem}): multi-step properties "
-                         "judge parameters only")
-        else:
-            if "step" not in self.state_fields:
-                parts.append("the state keeps no step count: the driver counts steps")
-            if self.state_problem:
-                parts.append(self.state_problem)
+        if self.state_fields and "step" not in self.state_fields:
+            parts.append("the state keeps no step count: the driver counts steps")
+        parts += gaps(self.config, DEFAULT_PROFILE, features, readable=bool(self.state_fields),
+                      state_problem=self.state_problem)
         return "; ".join(parts)
 
     def make_optimizer(self, hparams: Mapping[str, Any]) -> Any:

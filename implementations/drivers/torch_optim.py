@@ -24,8 +24,9 @@ What is read off the implementation:
   properties judge parameters only (the description says so); with keys that match no spec name,
   "state_load" is not declared (a loaded state would miss them).
 - **Tensor learning rate**: "tensor_lr" is declared when the constructor accepts a 0-d tensor lr.
-- **Profile**: ``config.profile``; ``None`` means "to be identified": until the ``identify``
-  step exists the driver assumes "torch" and says so in the description.
+- **Profile**: ``config.profile``; ``None`` means "torch" assumed — unless loaded through
+  :func:`conformance.registry.load`, which then drives it under what ``identify`` finds (the
+  description says which).
 
 Every NumPy/torch crossing goes through :mod:`implementations._torch_common` (bfloat16 as int16
 views, layouts through ``empty_strided``, gradients in the caller's memory on the CPU).
@@ -52,8 +53,8 @@ from implementations._torch_common import (
     to_numpy,
     to_torch,
 )
+from implementations.drivers._common import features_of, gaps, package_of, resolve
 from implementations.drivers._common import keywords_of as _keywords_of
-from implementations.drivers._common import package_of, resolve
 from implementations.drivers._common import qualname as _qualname
 from implementations.drivers._common import takes_var_keyword as _takes_var_keyword
 from implementations.drivers.config import (
@@ -62,7 +63,7 @@ from implementations.drivers.config import (
     DriverConfigError,
     keyword_map,
 )
-from spec.rmsprop import HParams, ParamState
+from spec.rmsprop import CONVENTION_AXES, HParams, ParamState
 
 __all__ = ["CODE_PATH_FLAGS", "TorchOptimBackend", "driver", "package_of"]
 
@@ -70,14 +71,7 @@ __all__ = ["CODE_PATH_FLAGS", "TorchOptimBackend", "driver", "package_of"]
 CODE_PATH_FLAGS = ("foreach", "differentiable", "capturable")
 # Convention axes (SPEC §3); those in AXIS_KEYWORDS are passed from the case when the constructor
 # takes a keyword of that name, the others are fixed by the claimed profile and conventions.
-CONVENTION_AXES = ("eps_in_sqrt", "initial_square_avg", "lr_in_momentum", "weight_decay_mode",
-                   "complex_mode", "maximize_order")
 AXIS_KEYWORDS = ("eps_in_sqrt", "lr_in_momentum")
-# Spec hyperparameters whose keyword, when present, makes a feature of the same name.
-_FEATURE_KEYWORDS = ("weight_decay", "momentum", "centered", "maximize", "nesterov",
-                     "bias_correction")
-# What any torch.optim optimizer driven here can do (the driver provides it).
-_ALWAYS = frozenset({"multi_param", "mixed_dtypes", "layouts", "zero_size", "reject_invalid"})
 # The probe's hyperparameters (spec names): valid, with every state-creating feature on.
 _PROBE_VALUES = {"centered": True, "momentum": 0.5}
 _REQUIRED_STATE = ("step", "square_avg")
@@ -201,23 +195,10 @@ class TorchOptimBackend:
         return devices
 
     def _capabilities(self, description: str) -> Capabilities:
-        features = set(_ALWAYS)
-        features |= {f for f in _FEATURE_KEYWORDS if f in self.keywords}
-        if self.schedulable:
-            features.add("lr_schedule")
-        if self.tensor_lr:
-            features.add("tensor_lr")
-        if self.state_keys:
-            features.add("state_readout")
-            if self.loadable:
-                features.add("state_load")
-        if self.config.features is not None:
-            declared = set(self.config.features)
-            bad = sorted(declared & set(_FEATURE_KEYWORDS) - set(self.keywords))
-            if bad:
-                raise DriverConfigError(f"{self.name}: feature {bad[0]!r} is declared but "
-                                        f"{_qualname(self.factory)} takes no keyword for it")
-            features = declared
+        found = {f for f, on in (("lr_schedule", self.schedulable),
+                                 ("tensor_lr", self.tensor_lr)) if on}
+        features = features_of(self.name, self.factory, self.keywords, self.config, found=found,
+                               readable=bool(self.state_keys), loadable=self.loadable)
         _, unavailable = available_devices()
         if self.flags.get("capturable") and not self._devices():
             unavailable = {"cuda": "capturable=True needs a CUDA device; none on this machine"}
@@ -245,17 +226,8 @@ class TorchOptimBackend:
                 parts.append(f"code path: {chosen or 'the constructor defaults'} (others through "
                              f"{', '.join(self.paths)}, one backend each: "
                              f"?{self.paths[0]}=true or [fixed] in a driver file)")
-        if self.config.profile is None:
-            parts.append(f"profile {DEFAULT_PROFILE!r} assumed: none declared (name it in a "
-                         "driver file)")
-        unsupported = [f for f in _FEATURE_KEYWORDS if f not in features]
-        if unsupported:
-            parts.append(f"unsupported (no keyword): {', '.join(unsupported)}")
-        if not self.state_keys:
-            parts.append(f"state not readable ({self.state_problem}): multi-step properties "
-                         "judge parameters only")
-        elif self.state_problem:
-            parts.append(self.state_problem)
+        parts += gaps(self.config, DEFAULT_PROFILE, features, readable=bool(self.state_keys),
+                      state_problem=self.state_problem)
         return "; ".join(parts)
 
     def make_optimizer(self, hparams: Mapping[str, Any]) -> torch.optim.Optimizer:
