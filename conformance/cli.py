@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from conformance import compare, deviations, registry
+from conformance import __version__, compare, deviations, registry
 from conformance.plugin import DEFAULT_EFFORT, EFFORTS, SUITE_DIR, parse_shard
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -374,6 +374,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rmsprop-conformance", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version",
+                        version=f"rmsprop-conformance {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="backends found, their capabilities, availability here")

@@ -332,3 +332,15 @@ def test_bundled_caps_the_effort_of_expensive_backends(monkeypatch, tmp_path, ca
     commands.clear()
     cli.main(["certify", "torch.compile", "--effort", asked, "--report-dir", str(tmp_path)])
     assert commands[0][commands[0].index("--conformance-effort") + 1] == asked
+
+
+# ---------------------------------------------------------------------------------------------
+# --version, --help
+# ---------------------------------------------------------------------------------------------
+def test_version_prints_the_package_version():
+    from conformance import __version__  # noqa: PLC0415
+
+    proc = run_cli("--version")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"rmsprop-conformance {__version__}\n"
+    assert __version__.count(".") == 2 and all(p.isdigit() for p in __version__.split("."))
