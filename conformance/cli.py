@@ -372,18 +372,37 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# What --help says (plain words: the module docstring is reStructuredText for the docs).
+DESCRIPTION = "Certify RMSProp implementations against the executable spec (spec/SPEC.md)."
+EPILOG = """\
+exit codes:
+  0  success: conformant (certify, merge), nothing regressed (compare, certify --baseline),
+     a profile fits (identify), the counterexample no longer reproduces (repro)
+  1  nonconformant, something regressed, no profile fits, or the counterexample reproduces
+  2  usage error: unknown or unloadable backend, unreadable file, unknown effort, unwritable
+     report directory (one line on stderr, no traceback)
+
+Run 'rmsprop-conformance COMMAND --help' for a command's options."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rmsprop-conformance", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="rmsprop-conformance", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version",
                         version=f"rmsprop-conformance {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("list", help="backends found, their capabilities, availability here")
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        # Each command's --help opens with the summary the top-level --help lists.
+        return sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:])
+
+    p = command("list", "backends found, their capabilities, availability here")
     p.add_argument("names", nargs="*", help="only these backends")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("certify", help="certify backends; exit 0 when conformant")
+    p = command("certify", "certify backends; exit 0 when conformant")
     p.add_argument("backends", nargs="*", metavar="NAME",
                    help="short name, entry-point name or module:attr")
     p.add_argument("--bundled", action="store_true",
@@ -411,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compare with a baseline report; exit 1 on any regression")
     p.set_defaults(func=cmd_certify)
 
-    p = sub.add_parser("compare", help="what regressed/improved between two reports")
+    p = command("compare", "what regressed/improved between two reports")
     p.add_argument("baseline", help="baseline report JSON (or a report directory)")
     p.add_argument("current", help="current report JSON (or a report directory)")
     p.add_argument("--ratio-factor", type=float, default=2.0,
@@ -420,30 +439,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ignore ratio growth that stays below this")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("parity", help="P14: the same cases through several code paths")
+    p = command("parity", "P14: the same cases through several code paths")
     p.add_argument("backends", nargs="+", metavar="NAME")
     p.add_argument("--cases", type=int, default=30, help="cases per pair and dtype (default 30)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report-dir", default=None, help="also write parity.md and parity.json")
     p.set_defaults(func=cmd_parity)
 
-    p = sub.add_parser("merge", help="merge shard report directories into one report")
+    p = command("merge", "merge shard report directories into one report")
     p.add_argument("dirs", nargs="+", metavar="DIR")
     p.add_argument("--output", "-o", default="reports", help="where the merged report goes")
     p.set_defaults(func=cmd_merge)
 
-    p = sub.add_parser("repro", help="replay a counterexample from a report")
+    p = command("repro", "replay a counterexample from a report")
     p.add_argument("counterexample", help="a counterexample JSON file (see the report)")
     p.add_argument("--backend", default=None, help="replay on this backend instead")
     p.set_defaults(func=cmd_repro)
 
-    p = sub.add_parser("identify", help="which conventions (SPEC §3) a backend follows: the "
+    p = command("identify", "which conventions (SPEC §3) a backend follows: the "
                        "profile and overrides that reproduce it; exit 0 when one fits")
     p.add_argument("name", metavar="NAME", help="a backend name, as for certify")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_identify)
 
-    p = sub.add_parser("translate", help="hyperparameters from one profile's framework to "
+    p = command("translate", "hyperparameters from one profile's framework to "
                        "another's, with the largest difference the oracle finds")
     p.add_argument("--from", dest="source", required=True, metavar="PROFILE")
     p.add_argument("--to", dest="target", required=True, metavar="PROFILE")

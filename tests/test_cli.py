@@ -344,3 +344,38 @@ def test_version_prints_the_package_version():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"rmsprop-conformance {__version__}\n"
     assert __version__.count(".") == 2 and all(p.isdigit() for p in __version__.split("."))
+
+
+def _commands() -> list[str]:
+    from conformance import cli  # noqa: PLC0415
+
+    parser = cli.build_parser()
+    (sub,) = (a for a in parser._actions if a.dest == "command")
+    return list(sub.choices)
+
+
+def test_help_is_plain_words():
+    """--help shows a one-line description and the exit codes, no reStructuredText markup."""
+    proc = run_cli("--help")
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    assert "Certify RMSProp implementations against the executable spec (spec/SPEC.md)." in text
+    assert "``" not in text
+    codes = text.split("exit codes:\n", 1)[1]
+    for code, words in (("0", "conformant"), ("1", "nonconformant"), ("2", "usage error")):
+        assert f"\n  {code}  " in "\n" + codes and words in codes, codes
+    assert set(_commands()) >= {"list", "certify", "compare", "parity", "merge", "repro",
+                                "identify", "translate"}
+    for command in _commands():
+        assert command in text
+
+
+@pytest.mark.parametrize("command", _commands())
+def test_every_command_help_is_plain_words(command):
+    proc = run_cli(command, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"usage: rmsprop-conformance {command}"), proc.stdout
+    assert "``" not in proc.stdout
+    # Opens with the one-line summary the top-level --help lists.
+    description = proc.stdout.split("\n\n")[1]
+    assert description[0].isupper() and len(description.split()) >= 3, description
