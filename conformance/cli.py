@@ -28,11 +28,15 @@ class UsageError(Exception):
 # list
 # ---------------------------------------------------------------------------------------------
 def describe_backend(name: str) -> dict[str, Any]:
+    """What ``list`` says of one backend: loaded, its capabilities and whether it has a device
+    here. A backend that cannot be loaded (or whose capabilities() is not a Capabilities)
+    raises :class:`registry.BackendLoadError`; one whose capabilities() raises (it cannot
+    query its device) is unavailable."""
+    backend = registry.load(name)
     try:
-        backend = registry.load(name)
         caps = registry.capabilities_of(backend)
-    except registry.BackendLoadError as exc:
-        return {"name": name, "available": False, "reason": str(exc)}
+    except registry.BackendLoadError:
+        raise
     except Exception as exc:
         return {"name": name, "available": False, "reason": f"{type(exc).__name__}: {exc}"}
     available = bool(caps.devices)
@@ -41,10 +45,23 @@ def describe_backend(name: str) -> dict[str, Any]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    rows = [describe_backend(n) for n in (args.names or registry.known_names())]
+    rows, failed = [], []
+    for name in args.names or registry.known_names():
+        try:
+            rows.append(describe_backend(name))
+        except registry.BackendLoadError as exc:
+            if not args.names:  # a bundled backend whose framework is missing here
+                rows.append({"name": name, "available": False, "reason": str(exc)})
+                continue
+            # A backend named explicitly that cannot be loaded is a usage error: one line
+            # naming it and why; the others are still listed.
+            message = str(exc) if name in str(exc) else f"{name}: {exc}"
+            print(f"rmsprop-conformance: error: {message}", file=sys.stderr)
+            failed.append(name)
+    exit_code = EXIT_USAGE if failed else EXIT_OK
     if args.json:
         print(json.dumps(rows, indent=1))
-        return EXIT_OK
+        return exit_code
     for r in rows:
         status = "available" if r["available"] else "unavailable"
         print(f"{r['name']}: {status}" + (f" ({r['reason']})" if r.get("reason") else ""))
@@ -56,7 +73,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(f"  features: {', '.join(r['features'])}")
             if r["description"]:
                 print(f"  {r['description']}")
-    return EXIT_OK
+    return exit_code
 
 
 # ---------------------------------------------------------------------------------------------

@@ -295,6 +295,57 @@ def test_list_reports_a_backend_whose_capabilities_raise_as_unavailable():
     assert seed["available"]
 
 
+@pytest.mark.parametrize("json_flag", [(), ("--json",)])
+def test_list_of_a_named_backend_that_cannot_load_is_a_usage_error(json_flag):
+    proc = run_cli("list", *json_flag, "no_such_module_xyz:X")
+    assert_usage_error(proc, "no_such_module_xyz:X", "cannot import module 'no_such_module_xyz'",
+                       "ModuleNotFoundError")
+    assert proc.stdout.strip() in ("", "[]"), proc.stdout
+    assert "unavailable" not in proc.stdout
+
+
+def test_list_still_lists_the_named_backends_that_load():
+    proc = run_cli("list", "seed", "no_such_module_xyz:X", "tests.bad_backends:Missing")
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    errors = proc.stderr.strip().splitlines()
+    assert len(errors) == 2, errors
+    assert "no_such_module_xyz:X" in errors[0] and "cannot import module" in errors[0]
+    assert "tests.bad_backends:Missing" in errors[1] and "has no attribute 'Missing'" in errors[1]
+    assert proc.stdout.startswith("seed: available\n"), proc.stdout
+    proc = run_cli("list", "--json", "no_such_module_xyz:X", "seed")
+    assert proc.returncode == 2
+    assert [r["name"] for r in json.loads(proc.stdout)] == ["seed"]
+
+
+def test_list_of_a_backend_that_returns_no_capabilities_is_a_usage_error():
+    assert_usage_error(run_cli("list", "tests.bad_backends:CapabilitiesWrongType"),
+                       "tests.bad_backends:CapabilitiesWrongType",
+                       "returned dict, not Capabilities")
+
+
+def test_list_of_a_named_backend_with_no_device_here_is_unavailable_not_an_error(tmp_path):
+    (tmp_path / "gpu_only_pkg.py").write_text(
+        "from conformance.backend import Capabilities\n"
+        "from implementations.seed import SeedBackend\n"
+        "class GpuOnly(SeedBackend):\n"
+        "    name = 'gpu_only'\n"
+        "    def capabilities(self):\n"
+        "        return Capabilities(profile='seed', dtypes={'float32'}, devices=(),\n"
+        "                            unavailable={'cuda': 'no CUDA device on this machine'})\n")
+    proc = run_cli("list", "gpu_only_pkg:GpuOnly", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert proc.stdout.startswith(
+        "gpu_only_pkg:GpuOnly: unavailable (cuda: no CUDA device on this machine)\n"), proc.stdout
+    assert "  devices: -\n" in proc.stdout
+    proc = run_cli("list", "--json", "gpu_only_pkg:GpuOnly", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads(proc.stdout)
+    assert row["available"] is False and row["unavailable"] == {
+        "cuda": "no CUDA device on this machine"}
+
+
 def test_console_script_finds_a_module_in_the_working_directory(tmp_path):
     """A fork certifies ``my_fork.optim:MyRMSprop`` from its checkout, without installing it."""
     assert SCRIPT.exists(), f"{SCRIPT}: the package's console script is not installed"
