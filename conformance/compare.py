@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from conformance import report
+from conformance.result import BAD as _BAD
+from conformance.result import SEVERITY, counts
+from conformance.result import TESTED as _GOOD
 
-_GOOD = ("pass", "known")
-_BAD = ("fail", "error")
-_RANK = {"error": 0, "fail": 1, "known": 2, "pass": 3, "unsupported": 4}
+_RANK = {s.value: n for n, s in enumerate(SEVERITY)}  # worst first
 
 
 class ReportError(ValueError):
@@ -145,7 +146,7 @@ def merge(docs: list[dict[str, Any]]) -> dict[str, Any]:
     merged = dict(docs[0])
     merged["results"] = sorted(results.values(), key=report._order)
     merged["interrupted"] = any(d.get("interrupted") for d in docs)
-    merged["counts"] = report.counts(merged["results"])
+    merged["counts"] = counts(merged["results"])
     merged["verdict"] = report.verdict(merged["results"], merged["interrupted"])
     merged["shard"] = None
     merged["merged_from"] = [d.get("shard") or "all" for d in docs]

@@ -33,6 +33,7 @@ from conformance.report import (
     unsupported_kind,
     verdict_text,
 )
+from conformance.result import worst
 from conformance.tolerance import K
 from spec.rules import rule_title
 
@@ -75,7 +76,6 @@ margin-right:5px}
 """
 
 _SECTION = {"fail": "fail", "error": "fail", "known": "known"}
-_ORDER = ("error", "fail", "known", "pass", "unsupported")
 _PALETTE = ("#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
             "#7f7f7f", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",
             "#31a354", "#756bb1", "#e6550d", "#636363", "#de9ed6", "#6baed6")
@@ -191,13 +191,13 @@ def _cell(doc: dict[str, Any], rs: list[dict[str, Any]]) -> str:
     if not rs:
         return "<td class=empty></td>"
     rs = _tested(doc, rs)
-    status = min((r["status"] for r in rs), key=_ORDER.index)
-    worst = [r for r in rs if r["status"] == status]
+    status = worst(r["status"] for r in rs).value
+    worst_rs = [r for r in rs if r["status"] == status]
     tip = "; ".join(f"{r['dtype'] or '-'} {r['device']}: {r['status']}"
                     + (f" ({r.get('reason')})" if r.get("reason") else "") for r in rs)
-    many = f" ×{len(worst)}" if len(worst) > 1 else ""
+    many = f" ×{len(worst_rs)}" if len(worst_rs) > 1 else ""
     if status == "pass":
-        ratios = [r["max_ratio"] for r in worst if measured(r)]
+        ratios = [r["max_ratio"] for r in worst_rs if measured(r)]
         if not ratios:
             return (f"<td class=nm title='passed; nothing to measure (exactness or structure): "
                     f"{escape(tip)}'>✓</td>")
@@ -206,10 +206,10 @@ def _cell(doc: dict[str, Any], rs: list[dict[str, Any]]) -> str:
         kinds = {unsupported_kind(doc, r) for r in rs}
         return (f"<td class=unsupported title='{escape(tip)}'>n/a<br><small>"
                 f"{escape(' / '.join(sorted(kinds)))}</small></td>")
-    rule = worst[0].get("rule")
+    rule = worst_rs[0].get("rule")
     text = {"fail": "FAIL", "error": "ERROR", "known": "known"}[status]
     text += f" {rule}" if rule else ""
-    return (f"<td class={status} title='{escape(tip)}'><a href='#{_target_id(doc, worst[0])}'>"
+    return (f"<td class={status} title='{escape(tip)}'><a href='#{_target_id(doc, worst_rs[0])}'>"
             f"{escape(text)}{many}</a></td>")
 
 

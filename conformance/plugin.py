@@ -28,6 +28,7 @@ import pytest
 from conformance import deviations as dev
 from conformance import registry
 from conformance.properties import BY_NAME, targets
+from conformance.result import BAD, Result, Status, new_result
 
 SUITE_DIR = Path(__file__).parent / "suite"
 EFFORTS = ("quick", "ci", "thorough")
@@ -101,6 +102,7 @@ class _State:
     example_timeout: float | None
     memory_limit: int | None
     shard: tuple[int, int] | None
+    known_deviations: str | None = None  # the file, as named
     started: float = dataclasses.field(default_factory=time.time)
 
 
@@ -148,7 +150,8 @@ def pytest_configure(config: pytest.Config) -> None:
     state = _State(loaded, effort, Path(report_dir) if report_dir else None, deviations,
                    config.getoption("hypothesis_seed", None),
                    config.getoption("conformance_example_timeout"),
-                   config.getoption("conformance_memory_limit") << 20, shard)
+                   config.getoption("conformance_memory_limit") << 20, shard,
+                   config.getoption("conformance_known_deviations") or None)
     config.stash[_KEY] = state
     _live[:] = [state]
     # Collect the suite: alone when the user named no paths, beside them otherwise.
@@ -163,10 +166,8 @@ def _param_id(backend: str, dtype: str | None, device: str) -> str:
     return f"{backend}-{dtype}-{device}" if dtype else backend
 
 
-def _crash_record(state: _State, report: pytest.TestReport) -> dict[str, Any] | None:
+def _crash_record(state: _State, report: pytest.TestReport) -> Result | None:
     """The record of a suite test whose process died (xdist reports it without ours)."""
-    from conformance.runner import new_record
-
     name, _, param = report.nodeid.rpartition("::")[2].partition("[")
     prop = BY_NAME.get(name.removeprefix("test_"))
     if prop is None:
@@ -174,9 +175,10 @@ def _crash_record(state: _State, report: pytest.TestReport) -> dict[str, Any] | 
     for _spec, backend, caps in state.backends:
         for dtype, device in targets(prop, caps):
             if param.rstrip("]") == _param_id(backend.name, dtype, device):
-                record = new_record(prop, backend, dtype, device)
+                record = new_result(prop, backend.name, dtype, device)
                 tail = str(report.longrepr).strip().splitlines()[-3:]
-                record.update(status="error", message="the test process died while testing: "
+                record.update(status=Status.ERROR.value,
+                              message="the test process died while testing: "
                               + " / ".join(tail))
                 return record
     return None
@@ -211,12 +213,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture
 def conformance_target(request: pytest.FixtureRequest):
-    from conformance.runner import RECORD_KEY, Target, new_record
+    from conformance.runner import RECORD_KEY, Target
 
     state = _state(request.config)
     spec, backend, caps, dtype, device = request.param
     prop = BY_NAME[request.function.__name__.removeprefix("test_")]
-    record = new_record(prop, backend, dtype, device)
+    record = new_result(prop, backend.name, dtype, device)
     request.node.user_properties.append((RECORD_KEY, record))
     out = state.report_dir if state.report_dir else Path(".rmsprop-conformance")
     return Target(spec, backend, caps, dtype, device, state.effort,
@@ -225,7 +227,7 @@ def conformance_target(request: pytest.FixtureRequest):
                   excused=lambda v: _deviation_index(state, record, v.rule, v.cause) is not None)
 
 
-def _deviation_index(state: _State, record: dict[str, Any], rule: str | None,
+def _deviation_index(state: _State, record: Result, rule: str | None,
                      cause: str | None) -> int | None:
     """The index of the first known deviation excusing ``rule`` (and ``cause``) on the record's
     target, or None."""
@@ -255,7 +257,7 @@ def pytest_runtest_call(item: pytest.Item):
         yield
 
 
-def _record_of(report: pytest.TestReport) -> dict[str, Any] | None:
+def _record_of(report: pytest.TestReport) -> Result | None:
     from conformance.runner import RECORD_KEY
 
     for key, value in report.user_properties:
@@ -272,13 +274,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     record = _record_of(report)
     if state is None or record is None or report.when != "call" or not report.failed:
         return
-    if record.get("status") not in ("fail", "error"):
+    if record.get("status") not in BAD:
         # An exception the runner did not classify (e.g. a Hypothesis error) is an error.
-        record.update(status="error", message=str(call.excinfo.value) if call.excinfo else "")
+        record.update(status=Status.ERROR.value,
+                      message=str(call.excinfo.value) if call.excinfo else "")
     n = _deviation_index(state, record, record.get("rule"), record.get("cause"))
+    if n is None and record.get("message") and item.config.option.tbstyle != "long":
+        # What the user needs is the counterexample and how to replay it, not the harness's
+        # own traceback (--tb=long shows that).
+        replay = f"\nreplay: {record['replay']}" if record.get("replay") else ""
+        report.longrepr = f"{record['message']}{replay}"
     if n is not None:
         d = state.deviations[n]
-        record.update(status="known", known_reason=d.reason, known_link=d.link)
+        record.update(status=Status.KNOWN.value, known_reason=d.reason, known_link=d.link)
         report.outcome = "skipped"
         report.wasxfail = f"known deviation: {d.reason}"
         # xdist workers send their reports to the controller; mark which entry matched.
@@ -297,7 +305,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         return
     if report.when == "call" or (report.when == "setup" and not report.passed):
         if report.when == "setup" and report.failed:
-            record = {**record, "status": "error", "message": str(report.longrepr)[-2000:]}
+            record = {**record, "status": Status.ERROR.value,
+                      "message": str(report.longrepr)[-2000:]}
         _pending.append(record)
 
 
@@ -316,10 +325,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         from conformance import report
 
         shard = None if state.shard is None else f"{state.shard[0]}/{state.shard[1]}"
-        report.write_session(state.report_dir, state.backends, records, profile=state.effort,
+        report.write_session(state.report_dir, state.backends, records, effort=state.effort,
                              unused_deviations=unused, started=state.started,
                              interrupted=exitstatus == pytest.ExitCode.INTERRUPTED,
-                             shard=shard)
+                             shard=shard, known_deviations=state.known_deviations)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config

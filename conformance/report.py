@@ -22,14 +22,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from conformance import __version__, evidence
+from conformance import __version__, evidence, result
 from conformance.case import DTYPES
 from conformance.properties import CATALOGUE
+from conformance.result import BAD, TESTED, Result, counts
 from conformance.tolerance import K
 
 SCHEMA = "rmsprop-conformance/report/2"
 _MIGRATABLE = {"rmsprop-conformance/report/1"}  # read, with what they lack marked not recorded
-STATUSES = ("pass", "fail", "known", "error", "unsupported")
 # Versions recorded with every report: what ran the suite, and the frameworks beside it.
 _PACKAGES = ("numpy", "hypothesis", "pytest", "torch", "jax", "jaxlib", "optax", "keras",
              "tensorflow", "timm", "numba", "triton", "ml_dtypes")
@@ -57,22 +57,15 @@ def environment() -> dict[str, Any]:
             "machine": platform.machine(), "cpu_count": os.cpu_count(), "packages": versions}
 
 
-def verdict(results: Iterable[dict[str, Any]], interrupted: bool = False) -> str:
+def verdict(results: Iterable[Result], interrupted: bool = False) -> str:
     """"nonconformant" on any failure or error (or an interrupted run); "unsupported" when
     nothing could be tested on this machine (never a pass); "conformant" otherwise."""
     results = list(results)
-    if interrupted or any(r["status"] in ("fail", "error") for r in results):
+    if interrupted or any(r["status"] in BAD for r in results):
         return "nonconformant"
-    if not any(r["status"] in ("pass", "known") for r in results):
+    if not any(r["status"] in TESTED for r in results):
         return "unsupported"
     return "conformant"
-
-
-def counts(results: Iterable[dict[str, Any]]) -> dict[str, int]:
-    out = dict.fromkeys(STATUSES, 0)
-    for r in results:
-        out[r["status"]] = out.get(r["status"], 0) + 1
-    return out
 
 
 def target_key(r: dict[str, Any]) -> str:
@@ -119,21 +112,21 @@ def _order(r: dict[str, Any]) -> tuple:
 
 
 def write_session(report_dir: Path, backends: list[tuple[str, Any, Any]],
-                  records: list[dict[str, Any]], *, effort: str | None = None,
-                  profile: str | None = None, unused_deviations: list[Any], started: float,
+                  records: list[Result], *, effort: str | None = None,
+                  unused_deviations: list[Any], started: float,
                   interrupted: bool, shard: str | None = None,
                   known_deviations: str | None = None) -> list[Path]:
     """Write ``<backend>.json`` for each backend of the session, then the summaries.
 
     Everything the summaries show is computed here and stored in the JSON, the evidence
     (:mod:`conformance.evidence`: the seed's trajectory, the failing targets' per-step series)
-    included. ``profile`` is the search effort's former name."""
+    included."""
     paths = []
     for spec, backend, caps in backends:
         mine = [r for r in records if r["backend"] == backend.name]
         found = evidence.collect(spec, counterexample_files(mine))
         found.pop("package", None)  # this process knows it first-hand
-        doc = backend_report(spec, backend, caps, mine, effort=effort or profile,
+        doc = backend_report(spec, backend, caps, mine, effort=effort,
                              unused_deviations=unused_deviations, started=started,
                              interrupted=interrupted, shard=shard,
                              known_deviations=known_deviations, found=found)
@@ -172,11 +165,15 @@ def load_report(path: Path) -> dict[str, Any]:
     doc = json.loads(Path(path).read_text(encoding="utf-8"))
     found = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
     if found in _MIGRATABLE:
-        return migrate(doc)
-    if found != SCHEMA:
+        doc = migrate(doc)
+    elif found != SCHEMA:
         readable = ", ".join(sorted({SCHEMA} | _MIGRATABLE))
         raise ValueError(f"{path}: not a report of schema {SCHEMA} (found {found!r}; this "
                          f"version reads {readable}: recertify to get a current report)")
+    try:
+        doc["results"] = [result.load(r) for r in doc.get("results", [])]
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
     return doc
 
 

@@ -1,8 +1,5 @@
-"""Running one property on one (backend, dtype, device) target with Hypothesis, and recording.
-
-The record (a JSON-able dict) travels with the pytest report (``user_properties``), so results
-reach the controller under pytest-xdist and appear in JUnit XML.
-"""
+"""Running one property on one (backend, dtype, device) target with Hypothesis, and recording
+its :class:`conformance.result.Result`."""
 
 from __future__ import annotations
 
@@ -13,7 +10,6 @@ import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given, reject, seed, settings
@@ -33,6 +29,7 @@ from conformance.properties import (
     label_of,
     unsupported_reason,
 )
+from conformance.result import Result, Status
 from conformance.strategies import settings_for, shrink_seconds_for
 from conformance.tolerance import Violation
 
@@ -50,7 +47,7 @@ class Target:
     device: str
     profile: str
     counterexample_dir: Path
-    record: dict[str, Any]
+    record: Result
     nodeid: str = ""
     seed: int | None = None
     example_timeout: float | None = None
@@ -62,15 +59,7 @@ class Target:
     excused_failure: PropertyFailure | None = None
 
 
-def new_record(prop: Property, backend: Backend, dtype: str | None, device: str) -> dict:
-    return {"property": prop.id, "name": prop.name, "title": prop.title,
-            "rules": list(prop.rules), "backend": backend.name, "dtype": dtype,
-            "device": device, "status": "error", "examples": 0, "max_ratio": 0.0,
-            "elements": 0, "exempt": 0, "figures": {}, "ratio_samples": [],
-            "seconds": 0.0}
-
-
-def _absorb(record: dict[str, Any], outcome: Outcome) -> None:
+def _absorb(record: Result, outcome: Outcome) -> None:
     record["examples"] += 1
     record["max_ratio"] = max(record["max_ratio"], outcome.max_ratio)
     if len(record["ratio_samples"]) < _MAX_SAMPLES:
@@ -117,7 +106,7 @@ def run_property(prop_id: str, target: Target) -> None:
     start = time.perf_counter()
     reason = unsupported_reason(prop, target.caps, target.dtype, target.device)
     if reason is not None:
-        record["status"] = "unsupported"
+        record["status"] = Status.UNSUPPORTED.value
         record["reason"] = reason
         pytest.skip(f"unsupported: {reason}")
     properties.time_limit = target.example_timeout
@@ -132,7 +121,7 @@ def run_property(prop_id: str, target: Target) -> None:
         if target.aborted is not None:
             raise target.aborted
     except BackendTimeout as exc:
-        record.update(status="error", message=str(exc))
+        record.update(status=Status.ERROR.value, message=str(exc))
         raise BackendTimeout(str(exc)) from None
     except PropertyFailure as failure:
         failure.prop = prop.id
@@ -144,18 +133,18 @@ def run_property(prop_id: str, target: Target) -> None:
             failure.label = label_of(target.backend, target.caps, failure.case,
                                      failure.violation, prop.check)
         path = save_counterexample(target, prop, failure)
-        record.update(status="fail", label=failure.label, rule=failure.violation.rule,
+        record.update(status=Status.FAIL.value, label=failure.label, rule=failure.violation.rule,
                       message=failure.violation.describe(), counterexample=str(path),
                       replay=replay_command(path))
         if failure.violation.cause is not None:
             record["cause"] = failure.violation.cause
         raise PropertyFailure(prop.id, failure.violation, failure.case, failure.label) from None
     except BackendError as exc:
-        record.update(status="error", message=str(exc))
+        record.update(status=Status.ERROR.value, message=str(exc))
         raise
     except Flaky as exc:
         if target.aborted is not None:  # Hypothesis complains that the failure went away
-            record.update(status="error", message=str(target.aborted))
+            record.update(status=Status.ERROR.value, message=str(target.aborted))
             raise target.aborted from None
         # The same case failed once and passed when tried again: not deterministic (R25).
         seen = target.last_failure
@@ -165,14 +154,14 @@ def run_property(prop_id: str, target: Target) -> None:
                               + (seen.violation.describe() if seen else "-"))
         failure = PropertyFailure(prop.id, violation, seen.case if seen else None, "semantic")
         path = save_counterexample(target, prop, failure)
-        record.update(status="fail", label="semantic", rule="R25",
+        record.update(status=Status.FAIL.value, label="semantic", rule="R25",
                       message=violation.describe(), counterexample=str(path),
                       replay=replay_command(path))
         raise failure from None
     finally:
         record["seconds"] = round(time.perf_counter() - start, 3)
         record["backend_seconds"] = round(properties.backend_seconds - backend_start, 3)
-    record["status"] = "pass"
+    record["status"] = Status.PASS.value
 
 
 def _search(prop: Property, target: Target) -> None:

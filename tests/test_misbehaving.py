@@ -195,6 +195,7 @@ def test_a_backend_that_kills_its_evidence_leaves_the_reports(tmp_path):
     process at certification time: a backend that ends its process there costs the evidence,
     not the reports or this process, and the summaries say what was not recorded."""
     from conformance import evidence, report
+    from conformance.result import STATUSES
 
     found = evidence.collect("tests.bad_backends:AlwaysExits", {})
     assert "ended with code 1" in found["seed"]["not_recorded"], found
@@ -202,7 +203,7 @@ def test_a_backend_that_kills_its_evidence_leaves_the_reports(tmp_path):
            "backend": {"name": "bad.always_exits", "spec": "tests.bad_backends:AlwaysExits",
                        "capabilities": {"profile": "seed"}},
            "verdict": "conformant", "interrupted": False, "results": [],
-           "counts": dict.fromkeys(report.STATUSES, 0)}
+           "counts": dict.fromkeys(STATUSES, 0)}
     report.write_summaries(tmp_path, [doc])
     page = (tmp_path / "index.html").read_text()
     assert page.startswith("<!doctype html>")
