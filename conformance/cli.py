@@ -44,15 +44,35 @@ def describe_backend(name: str) -> dict[str, Any]:
     return {"name": name, "available": available, "reason": reason, **caps.to_dict()}
 
 
+def known_backends() -> list[dict[str, Any]]:
+    """``list`` without names: every known backend, none loaded (loading one imports its
+    framework, seconds each), so availability is not checked."""
+    import importlib.metadata
+
+    targets = dict(registry.BUILTINS)
+    for ep in importlib.metadata.entry_points(group=registry.ENTRY_POINT_GROUP):
+        targets.setdefault(ep.name, ep.value)
+    return [{"name": name, "available": None, "checked": False, "target": targets.get(name)}
+            for name in registry.known_names()]
+
+
 def cmd_list(args: argparse.Namespace) -> int:
+    if not args.names:
+        rows = known_backends()
+        if args.json:
+            print(json.dumps(rows, indent=1))
+            return EXIT_OK
+        for r in rows:
+            print(f"{r['name']}: available: not checked (name it to check: "
+                  f"rmsprop-conformance list {r['name']})")
+            if r["target"]:
+                print(f"  from: {r['target']}")
+        return EXIT_OK
     rows, failed = [], []
-    for name in args.names or registry.known_names():
+    for name in args.names:
         try:
-            rows.append(describe_backend(name))
+            rows.append({**describe_backend(name), "checked": True})
         except registry.BackendLoadError as exc:
-            if not args.names:  # a bundled backend whose framework is missing here
-                rows.append({"name": name, "available": False, "reason": str(exc)})
-                continue
             # A backend named explicitly that cannot be loaded is a usage error: one line
             # naming it and why; the others are still listed.
             message = str(exc) if name in str(exc) else f"{name}: {exc}"
@@ -414,8 +434,11 @@ def build_parser() -> argparse.ArgumentParser:
         # Each command's --help opens with the summary the top-level --help lists.
         return sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:])
 
-    p = command("list", "backends found, their capabilities, availability here")
-    p.add_argument("names", nargs="*", help="only these backends")
+    p = command("list", "the backends known; named ones loaded, with their capabilities and "
+                "whether they can run here")
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help="load these backends and show their capabilities and availability "
+                        "(without names: every known backend, none loaded or checked)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_list)
 
