@@ -39,7 +39,8 @@ import torch.optim.rmsprop as installed
 from conformance import deviations
 from conformance.backend import Backend
 from conformance.properties import BY_ID, BackendError, PropertyFailure, targets
-from conformance.runner import Target, new_record, run_property
+from conformance.result import new_result
+from conformance.runner import Target, run_property
 from implementations.drivers.config import DriverConfig
 from implementations.drivers.torch_optim import TorchOptimBackend
 
@@ -286,7 +287,7 @@ def certify(backend: Backend, profile: str, known: list[deviations.Deviation],
     plan = [(p, dt) for p in ORDER for dt, _ in sorted(targets(BY_ID[p], caps),
                                                        key=lambda t: DTYPE_ORDER.index(t[0]))]
     for prop_id, dtype in plan:
-        record = new_record(BY_ID[prop_id], backend, dtype, "cpu")
+        record = new_result(BY_ID[prop_id], backend.name, dtype, "cpu")
         target = Target(backend.name, backend, caps, dtype, "cpu", profile, workdir, record,
                         nodeid=f"torch-mutant::{backend.name}::{prop_id}::{dtype}")
         try:

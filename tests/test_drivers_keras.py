@@ -25,7 +25,8 @@ keras = pytest.importorskip("keras")
 from conformance import registry  # noqa: E402
 from conformance.case import Case  # noqa: E402
 from conformance.properties import BY_ID, PropertyFailure  # noqa: E402
-from conformance.runner import Target, new_record, run_property  # noqa: E402
+from conformance.result import new_result  # noqa: E402
+from conformance.runner import Target, run_property  # noqa: E402
 from conformance.tolerance import judge  # noqa: E402
 from spec.rmsprop import HParams, ParamState  # noqa: E402
 from tests.test_cli import assert_usage_error, run_cli  # noqa: E402
@@ -38,7 +39,7 @@ pytestmark = pytest.mark.skipif(keras.backend.backend() != "numpy",
 
 
 def _target(spec: str, backend, prop_id: str, dtype: str | None, tmp_path) -> Target:
-    record = new_record(BY_ID[prop_id], backend, dtype, "cpu")
+    record = new_result(BY_ID[prop_id], backend.name, dtype, "cpu")
     return Target(spec, backend, backend.capabilities(), dtype, "cpu", "quick", tmp_path, record,
                   nodeid=f"driver::{backend.name}::{prop_id}::{dtype}")
 

@@ -20,7 +20,8 @@ import pytest
 from conformance import registry
 from conformance.case import Case
 from conformance.properties import BY_ID
-from conformance.runner import Target, new_record, run_property
+from conformance.result import new_result
+from conformance.runner import Target, run_property
 from conformance.tolerance import judge
 from implementations import jax_backends as jb
 from implementations.drivers.config import DriverConfig
@@ -32,7 +33,7 @@ RMSPROP = "optax:optax:rmsprop"
 
 
 def _target(spec: str, backend, prop_id: str, dtype: str | None, tmp_path) -> Target:
-    record = new_record(BY_ID[prop_id], backend, dtype, "cpu")
+    record = new_result(BY_ID[prop_id], backend.name, dtype, "cpu")
     return Target(spec, backend, backend.capabilities(), dtype, "cpu", "quick", tmp_path, record,
                   nodeid=f"driver::{backend.name}::{prop_id}::{dtype}")
 

@@ -14,7 +14,8 @@ import pytest
 
 from conformance import serialize
 from conformance.properties import BY_ID, PropertyFailure
-from conformance.runner import Target, new_record, run_property
+from conformance.result import new_result
+from conformance.runner import Target, run_property
 from tests.mutants import EXPECTED_PROPERTY, EXPECTED_RULE, MUTANTS, Reference
 
 # The dtype each property is exercised in: float64 for the formula, complex for P10, float32
@@ -32,7 +33,7 @@ RULE_MISSES = {
 
 def _target(backend, prop_id: str, dtype: str | None, tmp_path) -> Target:
     caps = backend.capabilities()
-    record = new_record(BY_ID[prop_id], backend, dtype, "cpu")
+    record = new_result(BY_ID[prop_id], backend.name, dtype, "cpu")
     return Target(f"tests.mutants:{type(backend).__name__}", backend, caps, dtype, "cpu", "ci",
                   tmp_path, record, nodeid=f"mutant::{backend.name}::{prop_id}::{dtype}")
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 
 from conformance.properties import BY_ID
-from conformance.runner import Target, new_record, run_property
+from conformance.result import new_result
+from conformance.runner import Target, run_property
 from tests.variants import VARIANTS
 
 PROPS = ("P1", "P2", "P7", "P8", "P9", "P10", "P11")
@@ -23,7 +24,7 @@ DTYPES = ("float16", "bfloat16", "float32", "float64", "complex64", "complex128"
 def test_variant_conforms(name: str, prop_id: str, tmp_path) -> None:
     backend = VARIANTS[name]()
     for dtype in DTYPES if prop_id != "P10" else ("complex64", "complex128"):
-        record = new_record(BY_ID[prop_id], backend, dtype, "cpu")
+        record = new_result(BY_ID[prop_id], backend.name, dtype, "cpu")
         target = Target(f"tests.variants:{name}", backend, backend.capabilities(), dtype, "cpu",
                         "ci", tmp_path, record, nodeid=f"variant::{name}::{prop_id}::{dtype}")
         run_property(prop_id, target)
