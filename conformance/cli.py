@@ -221,7 +221,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
     baseline = _load(args.baseline) if args.baseline else None
     report_dir = Path(args.report_dir)
     _check_writable(report_dir)
-    docs = []
+    docs, outcomes = [], []
     for n, (name, backend) in enumerate(loaded, 1):
         print(f"[{n}/{len(loaded)}] certifying {name} (effort {efforts[name]})", flush=True)
         # Each backend runs in its own pytest process (and its examples in xdist workers), so a
@@ -238,6 +238,10 @@ def cmd_certify(args: argparse.Namespace) -> int:
                 return EXIT_FAIL
         if fresh:
             docs.append(report.load_report(path))
+            outcomes.append((docs[-1]["backend"]["name"], docs[-1]["verdict"],
+                             docs[-1]["counts"], str(path)))
+        else:
+            outcomes.append((backend.name, "no report", None, f"(pytest exit {returncode})"))
     # summary.md and index.html cover every report in the directory (earlier runs' backends
     # side by side with this run's); the verdict and exit code only this run's backends.
     report.write_summaries(report_dir, _all_reports(report_dir, docs))
@@ -247,8 +251,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
     passing = ("conformant", "unsupported") if args.bundled else ("conformant",)
     ok = (len(docs) == len(loaded) and all(d["verdict"] in passing for d in docs)
           and any(d["verdict"] == "conformant" for d in docs))
-    for d in docs:
-        print(f"{d['backend']['name']}: {d['verdict']} {d['counts']}")
+    print(results_table(outcomes), end="")
     print(f"reports: {report_dir}/ (summary.md, index.html, one JSON per backend)")
     if baseline is not None:
         diff = compare.compare(baseline, {d["backend"]["name"]: d for d in docs})
@@ -257,6 +260,25 @@ def cmd_certify(args: argparse.Namespace) -> int:
         print(text)
         return EXIT_FAIL if diff.regressions else EXIT_OK
     return EXIT_OK if ok else EXIT_FAIL
+
+
+TABLE_COUNTS = ("pass", "fail", "known", "error", "unsupported")
+
+
+def results_table(rows: list[tuple[str, str, dict[str, int] | None, str]]) -> str:
+    """The end of a certify run, one row per backend: (name, verdict, counts or None when no
+    report was written, report path), as aligned columns; counts right-aligned."""
+    head = ("backend", "verdict", *TABLE_COUNTS, "report")
+    cells = [head] + [(name, verdict,
+                       *(str(counts.get(k, 0)) if counts is not None else "-"
+                         for k in TABLE_COUNTS), where)
+                      for name, verdict, counts, where in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(head))]
+    numeric = range(2, 2 + len(TABLE_COUNTS))
+    lines = ["  ".join(c.rjust(w) if i in numeric else c.ljust(w)
+                       for i, (c, w) in enumerate(zip(cells[n], widths))).rstrip()
+             for n in range(len(cells))]
+    return "".join(line + "\n" for line in lines)
 
 
 def _all_reports(report_dir: Path, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:

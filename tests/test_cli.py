@@ -472,3 +472,34 @@ def test_every_command_help_is_plain_words(command):
     # Opens with the one-line summary the top-level --help lists.
     description = proc.stdout.split("\n\n")[1]
     assert description[0].isupper() and len(description.split()) >= 3, description
+
+
+# ---------------------------------------------------------------------------------------------
+# certify's closing table
+# ---------------------------------------------------------------------------------------------
+def test_certify_ends_with_a_table_of_the_backends(tmp_path):
+    out = tmp_path / "reports"
+    proc = run_cli("certify", "seed", "tests.bad_backends:FailsInsidePytest", "--effort", "quick",
+                   "--seed", "0", "-n", "1", "--report-dir", out)
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # one backend wrote no report
+    assert "{'pass'" not in proc.stdout
+    lines = proc.stdout.splitlines()
+    assert lines[-1] == f"reports: {out}/ (summary.md, index.html, one JSON per backend)"
+    head, seed, failed = lines[-4:-1]
+    assert head.split() == ["backend", "verdict", "pass", "fail", "known", "error",
+                            "unsupported", "report"]
+    doc = json.loads((out / "seed.json").read_text())
+    counts = doc["counts"]
+    assert seed.split() == ["seed", "conformant", *(str(counts[k]) for k in
+                            ("pass", "fail", "known", "error", "unsupported")),
+                            str(out / "seed.json")]
+    assert counts["pass"] > 0
+    assert failed.split()[:8] == ["bad.fails_inside_pytest", "no", "report", *"-----"]
+    # Aligned: every column starts where its heading does; counts end where theirs does.
+    for word in ("verdict", "report"):
+        assert seed.index("conformant" if word == "verdict" else str(out)) == head.index(word)
+        assert failed.index("no report" if word == "verdict" else "(pytest") == head.index(word)
+    for word in ("pass", "unsupported"):
+        end = head.index(word) + len(word)
+        assert seed[:end].endswith(str(counts[word])) and seed[end] == " "
+        assert failed[:end].endswith("-")
