@@ -16,6 +16,7 @@ from typing import Any
 
 from conformance import __version__, compare, deviations, registry
 from conformance.plugin import DEFAULT_EFFORT, EFFORTS, SUITE_DIR, parse_shard
+from conformance.result import STATUSES
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -262,19 +263,16 @@ def cmd_certify(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_FAIL
 
 
-TABLE_COUNTS = ("pass", "fail", "known", "error", "unsupported")
-
-
 def results_table(rows: list[tuple[str, str, dict[str, int] | None, str]]) -> str:
     """The end of a certify run, one row per backend: (name, verdict, counts or None when no
     report was written, report path), as aligned columns; counts right-aligned."""
-    head = ("backend", "verdict", *TABLE_COUNTS, "report")
+    head = ("backend", "verdict", *STATUSES, "report")
     cells = [head] + [(name, verdict,
                        *(str(counts.get(k, 0)) if counts is not None else "-"
-                         for k in TABLE_COUNTS), where)
+                         for k in STATUSES), where)
                       for name, verdict, counts, where in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(head))]
-    numeric = range(2, 2 + len(TABLE_COUNTS))
+    numeric = range(2, 2 + len(STATUSES))
     lines = ["  ".join(c.rjust(w) if i in numeric else c.ljust(w)
                        for i, (c, w) in enumerate(zip(cells[n], widths))).rstrip()
              for n in range(len(cells))]
@@ -341,7 +339,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
             groups.setdefault(name, []).append(doc)
     out = Path(args.output)
     _check_writable(out)
-    docs = []
+    docs, rows = [], []
     for name, shard_docs in sorted(groups.items()):
         try:
             doc = compare.merge(shard_docs)
@@ -350,7 +348,9 @@ def cmd_merge(args: argparse.Namespace) -> int:
         report.atomic_write(out / f"{report.safe_name(name)}.json",
                             json.dumps(doc, indent=1, default=str) + "\n")
         docs.append(doc)
-        print(f"{name}: {doc['verdict']} {doc['counts']} (from {len(shard_docs)} report(s))")
+        rows.append((name, doc["verdict"], doc["counts"],
+                     f"{out / (report.safe_name(name) + '.json')} (from {len(shard_docs)})"))
+    print(results_table(rows), end="")
     report.write_summaries(out, docs)
     return EXIT_OK if all(d["verdict"] == "conformant" for d in docs) else EXIT_FAIL
 

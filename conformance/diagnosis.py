@@ -66,22 +66,19 @@ def _hp(**changes: object) -> Callable[[Case], Case]:
     return lambda c: c.replace(hp=c.hp.replace(**changes))
 
 
-def _identity(c: Case) -> Case:
-    return c
+def _first_step(c: Case) -> Case:
+    return c.replace(grads=c.grads[:1], lrs=None if c.lrs is None else c.lrs[:1])
 
 
 def _update_mirrored(c: Case, traj: Trajectory) -> Trajectory:
-    """The parameters as they would be had each step's update been subtracted where the
-    backend added it: θ̃ₖ = θ̃ₖ₋₁ − (θₖ − θₖ₋₁), from the case's initial parameters (float64
-    differences of the backend's own values, rounded back to its dtype)."""
-    out, prev, mirrored = [], c.params, c.params
-    for observed in traj.params:
-        step = tuple((np.asarray(m, np.complex128 if np.iscomplexobj(m) else np.float64)
-                      - (np.asarray(o) - np.asarray(p))).astype(np.asarray(o).dtype)
-                     for m, o, p in zip(mirrored, observed, prev))
-        out.append(step)
-        prev, mirrored = observed, step
-    return Trajectory(out, traj.states)
+    """The first step's parameters as they would be had its update been subtracted where the
+    backend added it: θ̃₁ = θ₀ − (θ₁ − θ₀) (float64 differences of the backend's own values,
+    rounded back to its dtype). One step only: after it, a coupled weight decay λθ of the
+    backend's own (mirrored-away) parameters makes the readings part."""
+    mirrored = tuple((2 * np.asarray(p, np.complex128 if np.iscomplexobj(p) else np.float64)
+                      - np.asarray(o)).astype(np.asarray(o).dtype)
+                     for p, o in zip(c.params, traj.params[0]))
+    return Trajectory([mirrored], None if traj.states is None else traj.states[:1])
 
 
 def _first_lr(c: Case) -> Case:
@@ -94,7 +91,7 @@ def alternatives(hp: HParams, scheduled: bool) -> list[Reading]:
            Reading("R8", "initial square_avg of 1" if hp.initial_square_avg == 0
                    else "initial square_avg of 0",
                    _hp(initial_square_avg=1.0 if hp.initial_square_avg == 0 else 0.0)),
-           Reading("R21", "the update added instead of subtracted (sign)", _identity,
+           Reading("R21", "the update added instead of subtracted (sign)", _first_step,
                    _update_mirrored)]
     if not hp.bias_correction or hp.alpha > 0:
         out.append(Reading("R17", "alpha and 1 - alpha swapped", _hp(alpha=1.0 - hp.alpha)))
