@@ -38,7 +38,8 @@ import torch.optim.rmsprop as installed
 
 from conformance import deviations
 from conformance.backend import Backend
-from conformance.properties import BY_ID, BackendError, PropertyFailure, targets
+from conformance.guard import BackendError
+from conformance.properties import BY_ID, PropertyFailure, targets
 from conformance.result import new_result
 from conformance.runner import Target, run_property
 from implementations.drivers.config import DriverConfig

@@ -379,7 +379,8 @@ def _summarise_case(case: Any) -> str:
 
 def cmd_repro(args: argparse.Namespace) -> int:
     from conformance import serialize
-    from conformance.properties import BY_ID, BackendError, PropertyFailure
+    from conformance.guard import BackendError
+    from conformance.properties import BY_ID, PropertyFailure
 
     try:
         doc = json.loads(Path(args.counterexample).read_text(encoding="utf-8"))

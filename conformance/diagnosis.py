@@ -37,7 +37,8 @@ import numpy as np
 
 from conformance.backend import Backend, Capabilities
 from conformance.case import Case, Trajectory, dtype_name, np_dtype
-from conformance.properties import BackendError, call_backend, widen
+from conformance.guard import BackendError, call_backend
+from conformance.properties import widen
 from conformance.tolerance import Judgement, Violation, judge
 from spec.rmsprop import HParams
 

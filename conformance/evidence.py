@@ -96,7 +96,7 @@ def failure_series(backend: Any, caps: Any, case: Any,
     None when the violation names no element (a structural or hyperparameter failure).
     ``matches`` says whether the last step reproduces the certified violation (a property that
     judges against something other than the oracle's trajectory, e.g. P9, may not)."""
-    from conformance.properties import call_backend
+    from conformance.guard import call_backend
     from conformance.tolerance import _one_step, _pairs
     from spec.rmsprop import init_state
 

@@ -37,7 +37,7 @@ import numpy as np
 from conformance import registry
 from conformance.backend import Backend, Capabilities
 from conformance.case import Case, Trajectory, np_dtype
-from conformance.properties import call_backend
+from conformance.guard import call_backend
 from conformance.tolerance import Violation, judge
 from spec import rmsprop as spec
 from spec.rmsprop import PROFILES, HParams, run

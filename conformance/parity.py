@@ -14,7 +14,7 @@ import numpy as np
 
 from conformance.backend import Backend
 from conformance.case import Case, np_dtype
-from conformance.properties import BackendError, call_backend
+from conformance.guard import BackendError, call_backend
 from spec.rmsprop import dtype_info, init_state, step_with_bounds
 
 FLAGS = ({}, {"momentum": 0.9}, {"centered": True}, {"weight_decay": 0.01},

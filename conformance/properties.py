@@ -7,15 +7,9 @@ raises ``PropertyFailure`` naming the rule broken. Checks are deterministic func
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import os
-import signal
-import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,6 +18,7 @@ from hypothesis import strategies as st
 from conformance import strategies as cst
 from conformance.backend import Backend, Capabilities, RejectingBackend
 from conformance.case import Case, Trajectory, dtype_name
+from conformance.guard import call_backend, exposed_copy
 from conformance.tolerance import Judgement, Violation, judge
 from spec.rmsprop import HParams, ParamState, run
 
@@ -57,118 +52,6 @@ class PropertyFailure(AssertionError):
         self.case = case
         self.label = label
         super().__init__(f"{prop} ({label}) {violation.describe()}")
-
-
-class BackendError(Exception):
-    """The backend raised or returned something that is not a trajectory."""
-
-
-class BackendTimeout(BackendError):
-    """The backend exceeded a resource limit (time per example, memory growth per test); the
-    search stops at once instead of shrinking (each further example would pay the limit again)."""
-
-
-# Per-example time limit in seconds (None: none), set by the runner from --example-timeout.
-time_limit: float | None = None
-# Largest growth of this process's resident memory (bytes) over one test before a backend is
-# judged to leak; set by the runner, measured from ``memory_baseline``.
-memory_growth_limit: int | None = None
-memory_baseline: int = 0
-# Seconds spent inside backend.run in this process (the harness overhead is the rest).
-backend_seconds: float = 0.0
-
-
-def resident_bytes() -> int:
-    """This process's resident set size (Linux /proc; 0 where unavailable)."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-@contextlib.contextmanager
-def _deadline(name: str) -> Iterator[None]:
-    """Interrupt a run() that outlives ``time_limit``.
-
-    SIGALRM interrupts Python code; a run stuck in native code never returns to the interpreter,
-    so a watchdog thread ends the whole process a little later (under pytest-xdist the worker
-    is replaced and the test reported as crashed).
-    """
-    limit = time_limit
-    if not limit or threading.current_thread() is not threading.main_thread() \
-            or not hasattr(signal, "setitimer"):
-        yield
-        return
-
-    def on_alarm(signum: int, frame: Any) -> None:
-        raise BackendTimeout(f"{name}.run did not finish within {limit:g} s "
-                             "(--example-timeout)")
-
-    done = threading.Event()
-
-    def watchdog() -> None:
-        if not done.wait(2 * limit + 10):
-            sys.stderr.write(f"rmsprop-conformance: {name}.run is stuck in native code after "
-                             f"{2 * limit + 10:g} s; ending this process\n")
-            sys.stderr.flush()
-            os._exit(70)
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, limit)
-    threading.Thread(target=watchdog, daemon=True).start()
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-        done.set()
-
-
-def _copy(a: np.ndarray | None) -> np.ndarray | None:
-    return None if a is None else np.array(a, copy=True)
-
-
-def exposed_copy(case: Case) -> Case:
-    """The case with fresh copies of every array: what a backend is handed, so that whatever it
-    writes into its inputs (R24, P6's finding) cannot change the values the judge works from."""
-    state = None if case.initial_state is None else tuple(
-        ParamState(s.step, _copy(s.square_avg), _copy(s.grad_avg), _copy(s.momentum_buffer))
-        for s in case.initial_state)
-    return case.replace(params=tuple(_copy(p) for p in case.params),
-                        grads=tuple(tuple(_copy(g) for g in gs) for gs in case.grads),
-                        initial_state=state)
-
-
-def call_backend(backend: Backend, caps: Capabilities, case: Case,
-                 exposed: Case | None = None) -> Trajectory:
-    """``backend.run`` on a copy of ``case`` (``exposed``, when given: P6 watches it), guarded by
-    the time and memory limits; the trajectory checked against the contract."""
-    global backend_seconds  # noqa: PLW0603  (a per-process accumulator, read by the runner)
-    handed = exposed_copy(case) if exposed is None else exposed
-    start = time.perf_counter()
-    try:
-        with _deadline(backend.name):
-            traj = backend.run(handed)
-    except BackendTimeout:
-        raise
-    except Exception as exc:
-        raise BackendError(f"{backend.name}.run raised {type(exc).__name__}: {exc}") from exc
-    finally:
-        backend_seconds += time.perf_counter() - start
-    if memory_growth_limit is not None and memory_baseline:
-        grown = resident_bytes() - memory_baseline
-        if grown > memory_growth_limit:
-            raise BackendTimeout(f"{backend.name}: resident memory grew by {grown >> 20} MiB "
-                                 f"during this test (limit {memory_growth_limit >> 20} MiB): "
-                                 "a leak?")
-    if not isinstance(traj, Trajectory):
-        raise BackendError(f"{backend.name}.run returned {type(traj).__name__}, not Trajectory")
-    if caps.supports("state_readout") and traj.states is None:
-        raise BackendError(f"{backend.name} declares state_readout but returned no states")
-    if not caps.supports("state_readout"):
-        traj = Trajectory(traj.params, None)
-    return traj
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,10 +143,15 @@ def _first_difference(t1: Trajectory, t2: Trajectory, offset: int = 0) -> Violat
 # ---------------------------------------------------------------------------------------------
 # Checks
 # ---------------------------------------------------------------------------------------------
-def check_oracle(backend: Backend, caps: Capabilities, case: Case) -> Outcome:
-    """P1–P5: every step within the error bound of the oracle, re-aligned (R16–R22, R26, R27)."""
-    j, _ = _judged("P1", backend, caps, case)
-    return Outcome.of(j)
+def oracle_check(prop: str) -> Callable[[Backend, Capabilities, Case], Outcome]:
+    """P1, P3, P4, P5's check (they differ in their cases): every step within the error bound
+    of the oracle, re-aligned (R16–R22, R26, R27); a failure carries ``prop``."""
+    def check_oracle(backend: Backend, caps: Capabilities, case: Case) -> Outcome:
+        j, _ = _judged(prop, backend, caps, case)
+        return Outcome.of(j)
+
+    check_oracle.__qualname__ = f"check_oracle[{prop}]"
+    return check_oracle
 
 
 def check_trajectory(backend: Backend, caps: Capabilities, case: Case) -> Outcome:
@@ -561,17 +449,17 @@ class Property:
 
 CATALOGUE: tuple[Property, ...] = (
     Property("P1", "oracle_match", "one step from a fresh or a generated state",
-             ("R7", "R8", "R16", "R17", "R18", "R19", "R20", "R21"), check_oracle,
+             ("R7", "R8", "R16", "R17", "R18", "R19", "R20", "R21"), oracle_check("P1"),
              _cases(min_steps=1, max_steps=1)),
     Property("P2", "trajectory", "multi-step trajectories, re-aligned per step",
              ("R21", "R22"), check_trajectory, _cases(min_steps=2, max_steps=8)),
     Property("P3", "lr_schedule", "the learning rate changes between steps", ("R9", "R22"),
-             check_oracle, _cases(min_steps=2, max_steps=6, schedule=True),
+             oracle_check("P3"), _cases(min_steps=2, max_steps=6, schedule=True),
              frozenset({"lr_schedule"})),
     Property("P4", "no_spurious_nonfinite", "finite wherever exact math is finite",
-             ("R27", "R30"), check_oracle, _hazard_cases),
+             ("R27", "R30"), oracle_check("P4"), _hazard_cases),
     Property("P5", "ieee_propagation", "non-finite gradients propagate, never sanitised",
-             ("R26",), check_oracle, _cases(min_steps=1, max_steps=3, allow_nonfinite=True)),
+             ("R26",), oracle_check("P5"), _cases(min_steps=1, max_steps=3, allow_nonfinite=True)),
     Property("P6", "inputs_not_mutated", "the caller's arrays stay as they were", ("R24",),
              check_no_mutation, _cases(min_steps=1, max_steps=3)),
     Property("P7", "independence", "several parameters in one step behave as if alone",

@@ -16,13 +16,12 @@ from hypothesis import given, reject, seed, settings
 from hypothesis.errors import Flaky
 from hypothesis.internal.conjecture import engine
 
-from conformance import diagnosis, properties, serialize
+from conformance import diagnosis, guard, serialize
 from conformance.backend import Backend, Capabilities
 from conformance.case import Case
+from conformance.guard import BackendError, BackendTimeout
 from conformance.properties import (
     BY_ID,
-    BackendError,
-    BackendTimeout,
     Outcome,
     Property,
     PropertyFailure,
@@ -109,22 +108,19 @@ def run_property(prop_id: str, target: Target) -> None:
         record["status"] = Status.UNSUPPORTED.value
         record["reason"] = reason
         pytest.skip(f"unsupported: {reason}")
-    properties.time_limit = target.example_timeout
-    properties.memory_growth_limit = target.memory_limit
-    properties.memory_baseline = properties.resident_bytes()
-    backend_start = properties.backend_seconds
+    backend_start = guard.usage.backend_seconds
     try:
-        if prop.strategy is None:
-            _absorb(record, prop.check(target.backend, target.caps, None))
-        else:
-            _search(prop, target)
-        if target.aborted is not None:
-            raise target.aborted
+        with guard.limited(target.example_timeout, target.memory_limit):
+            if prop.strategy is None:
+                _absorb(record, prop.check(target.backend, target.caps, None))
+            else:
+                _search(prop, target)
+            if target.aborted is not None:
+                raise target.aborted
     except BackendTimeout as exc:
         record.update(status=Status.ERROR.value, message=str(exc))
         raise BackendTimeout(str(exc)) from None
     except PropertyFailure as failure:
-        failure.prop = prop.id
         if failure.case is not None:
             # Once per failing target, on the final counterexample: the rule it breaks, from
             # follow-up cases (conformance/diagnosis.py).
@@ -160,7 +156,7 @@ def run_property(prop_id: str, target: Target) -> None:
         raise failure from None
     finally:
         record["seconds"] = round(time.perf_counter() - start, 3)
-        record["backend_seconds"] = round(properties.backend_seconds - backend_start, 3)
+        record["backend_seconds"] = round(guard.usage.backend_seconds - backend_start, 3)
     record["status"] = Status.PASS.value
 
 
