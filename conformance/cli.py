@@ -139,7 +139,7 @@ def pytest_command(name: str, args: argparse.Namespace, report_dir: Path,
            "--conformance-report-dir", str(report_dir), "-n", args.jobs,
            # A backend may crash its worker in every test; each crash is that test's error,
            # not a reason to stop (xdist's default gives up after 4 restarts per worker).
-           "--max-worker-restart", "1000",
+           "--max-worker-restart", "1000", "--conformance-progress", "15",
            "--junitxml", str(report_dir / f"junit-{safe_name(name)}.xml")]
     if args.known_deviations:
         cmd += ["--conformance-known-deviations", str(args.known_deviations)]

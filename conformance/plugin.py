@@ -56,6 +56,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "(default 4096)")
     group.addoption("--conformance-shard", default=None, metavar="I/N",
                     help="run only the I-th of N deterministic shares of the suite (1-based)")
+    group.addoption("--conformance-progress", default=0.0, type=float, metavar="SECONDS",
+                    help="print a progress line (targets done of all, elapsed, an estimate of "
+                         "what is left) at most every SECONDS (default 0: off)")
 
 
 def _effort(config: pytest.Config) -> str:
@@ -104,6 +107,40 @@ class _State:
     shard: tuple[int, int] | None
     known_deviations: str | None = None  # the file, as named
     started: float = dataclasses.field(default_factory=time.time)
+    progress: _Progress | None = None
+
+
+@dataclasses.dataclass
+class _Progress:
+    """Targets done of all, printed at most every ``every`` seconds (and when all are done)."""
+
+    write: Any  # the terminal reporter's write_line
+    label: str
+    every: float
+    total: int = 0
+    done: int = 0
+    last: float = dataclasses.field(default_factory=time.monotonic)
+    start: float = dataclasses.field(default_factory=time.monotonic)
+
+    def finished_one(self) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if self.total and (self.done == self.total or now - self.last >= self.every):
+            self.last = now
+            elapsed = now - self.start
+            left = elapsed / self.done * (self.total - self.done)
+            if self.done == self.total:
+                estimate = ", done"
+            elif self.done >= max(3, self.total // 10):  # before that, start-up dominates
+                estimate = f", about {_duration(left)} left"
+            else:
+                estimate = ""
+            self.write(f"rmsprop-conformance: {self.label}: {self.done}/{self.total} targets, "
+                       f"{_duration(elapsed)}{estimate}")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 _KEY = pytest.StashKey[_State]()
@@ -154,6 +191,7 @@ def pytest_configure(config: pytest.Config) -> None:
                    config.getoption("conformance_known_deviations") or None)
     config.stash[_KEY] = state
     _live[:] = [state]
+
     # Collect the suite: alone when the user named no paths, beside them otherwise.
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         config.args[:] = [str(SUITE_DIR)]
@@ -293,7 +331,43 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         record["deviation_index"] = n
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    state = _state(session.config)
+    terminal = session.config.pluginmanager.get_plugin("terminalreporter")
+    every = session.config.getoption("conformance_progress", 0.0)
+    if state is not None and every > 0 and terminal is not None \
+            and not hasattr(session.config, "workerinput"):
+        def write(line: str) -> None:
+            # On a line of its own, after the progress characters (dots) of -q.
+            if getattr(getattr(terminal, "_tw", None), "width_of_current_line", 0):
+                terminal.write("\n")
+            terminal.write_line(line)
+
+        state.progress = _Progress(write, ", ".join(name for name, *_ in state.backends), every)
+
+
+def _suite_tests(nodeids: list[str]) -> int:
+    return sum("/suite/" in n or n.startswith("test_conformance.py") for n in nodeids)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    state = _state(session.config)
+    if state is not None and state.progress is not None:
+        state.progress.total = _suite_tests([it.nodeid for it in session.items])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """Under pytest-xdist the controller collects nothing: every worker collects the suite."""
+    state = _state(node.config)
+    if state is not None and state.progress is not None:
+        state.progress.total = _suite_tests(ids)
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if (report.when == "teardown" and _live and _live[0].progress is not None
+            and _suite_tests([report.nodeid])):
+        _live[0].progress.finished_one()
     record = _record_of(report)
     if record is None and report.failed and _live:
         # xdist reports a crashed worker's test with when="???" and no record of ours.

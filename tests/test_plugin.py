@@ -107,6 +107,13 @@ def test_a_broken_backend_fails_with_a_replayable_counterexample(user_dir: Path)
                            check=False)
     assert rerun.returncode == 1 and "REPRODUCED: violates R21" in rerun.stdout
     assert "expected" in rerun.stdout and "observed" in rerun.stdout
+    # The failure reads as the counterexample and its replay, not the harness's traceback
+    # (which --tb=long still shows).
+    assert f"replay: {failed[0]['replay']}" in proc.stdout
+    assert "def run_property" not in proc.stdout and "runner.py" not in proc.stdout
+    long = _pytest(user_dir, "--conformance-backend", "mybackend:SignError", "--tb=long",
+                   "--conformance-effort", "quick", "-k", "oracle_match and float64")
+    assert "def run_property" in long.stdout
     # The correct backend does not reproduce it.
     fixed = subprocess.run([sys.executable, "-m", "conformance.cli", "repro", replay[2],
                             "--backend", "mybackend:SeedLoop"], cwd=user_dir,
@@ -227,3 +234,17 @@ def test_hypothesis_seed_and_statistics_apply(user_dir: Path) -> None:
     assert re.search(r"\d+ passing, \d+ failing", out), out[-2000:]
     _, again = run("1")
     assert (again["elements"], again["examples"]) == (first["elements"], first["examples"])
+
+
+def test_progress_lines(user_dir: Path) -> None:
+    """--conformance-progress (which certify passes): targets done of all, elapsed, what is
+    left, on lines of their own."""
+    proc = _pytest(user_dir, "--conformance-backend", "mybackend:SeedLoop", "-q",
+                   "--conformance-effort", "quick", "--conformance-progress", "0.001",
+                   "-k", "oracle_match or trajectory")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("rmsprop-conformance: ")]
+    total = 2 * 6  # two properties, six dtypes (two declared, four unsupported)
+    assert lines[-1].startswith(f"rmsprop-conformance: mybackend:SeedLoop: {total}/{total} "
+                                "targets, ") and lines[-1].endswith(", done")
+    assert any(re.search(r"targets, \d+ s, about \d+ s left$", ln) for ln in lines), lines
