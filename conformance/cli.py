@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance import __version__, compare, deviations, registry
-from conformance.plugin import DEFAULT_EFFORT, EFFORTS, SUITE_DIR, parse_shard
+from conformance.plugin import DEFAULT_EFFORT, EFFORTS, SUITE_DIR, parse_shard, unknown_effort
 from conformance.result import STATUSES
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -180,7 +180,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
                          f"({', '.join(EFFORTS)}); a backend's spec profile (torch, optax, "
                          "...) is the one its capabilities declare")
     if args.effort not in EFFORTS:
-        raise UsageError(f"unknown effort {args.effort!r}; allowed: {', '.join(EFFORTS)}")
+        raise UsageError(f"--effort: {unknown_effort(args.effort)}")
     names = list(args.backends)
     efforts = dict.fromkeys(names, args.effort)
     if args.bundled:
@@ -198,13 +198,9 @@ def cmd_certify(args: argparse.Namespace) -> int:
     loaded, known_devices = [], []
     for name in names:
         try:
-            backend = registry.load(name)
-            caps = registry.capabilities_of(backend)
+            backend, caps = registry.load_declared(name)
         except registry.BackendLoadError as exc:
             raise UsageError(str(exc)) from None
-        except Exception as exc:  # as the plugin words it
-            raise UsageError(f"{name}: capabilities() raised {type(exc).__name__}: "
-                             f"{exc}") from None
         loaded.append((name, backend))
         known_devices.extend([*caps.devices, *caps.unavailable])
     if args.known_deviations:

@@ -65,8 +65,7 @@ def _effort(config: pytest.Config) -> str:
     """The effort from --conformance-effort or --hypothesis-profile rmsprop-EFFORT."""
     effort = config.getoption("conformance_effort")
     if effort is not None and effort not in EFFORTS:
-        raise pytest.UsageError(f"--conformance-effort {effort!r}: unknown effort; allowed: "
-                                f"{', '.join(EFFORTS)}")
+        raise pytest.UsageError(f"--conformance-effort: {unknown_effort(effort)}")
     hypothesis_profile = config.getoption("hypothesis_profile", None)
     if hypothesis_profile is None:
         return effort or DEFAULT_EFFORT
@@ -80,6 +79,10 @@ def _effort(config: pytest.Config) -> str:
         raise pytest.UsageError(f"--hypothesis-profile {hypothesis_profile} and "
                                 f"--conformance-effort {effort} disagree: give one")
     return named
+
+
+def unknown_effort(effort: str) -> str:
+    return f"unknown effort {effort!r}; allowed: {', '.join(EFFORTS)}"
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -162,13 +165,9 @@ def pytest_configure(config: pytest.Config) -> None:
     loaded = []
     for name in names:
         try:
-            backend = registry.load(name)
-            caps = registry.capabilities_of(backend)
+            backend, caps = registry.load_declared(name)
         except registry.BackendLoadError as exc:
             raise pytest.UsageError(str(exc)) from None
-        except Exception as exc:
-            raise pytest.UsageError(f"{name}: capabilities() raised {type(exc).__name__}: "
-                                    f"{exc}") from None
         loaded.append((name, backend, caps))
     deviations: list[dev.Deviation] = []
     if config.getoption("conformance_known_deviations"):

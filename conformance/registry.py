@@ -221,6 +221,19 @@ def load(spec: str, *, identify: bool = True) -> Backend:
                            "'NAME.toml')")
 
 
+def load_declared(spec: str) -> tuple[Backend, Capabilities]:
+    """The backend ``spec`` names and its capabilities: what the command and the plugin both
+    need before any test runs. Anything that goes wrong is a BackendLoadError (a usage error)."""
+    backend = load(spec)
+    try:
+        return backend, capabilities_of(backend)
+    except BackendLoadError:
+        raise
+    except Exception as exc:
+        raise BackendLoadError(f"{spec}: capabilities() raised {type(exc).__name__}: "
+                               f"{exc}") from None
+
+
 def capabilities_of(backend: Backend) -> Capabilities:
     caps = backend.capabilities()
     if not isinstance(caps, Capabilities):

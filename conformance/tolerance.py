@@ -107,12 +107,6 @@ class Judgement:
     def ok(self) -> bool:
         return not self.violations
 
-    def merge(self, other: Judgement) -> None:
-        self.violations += other.violations
-        self.max_ratio = max(self.max_ratio, other.max_ratio)
-        self.elements += other.elements
-        self.exempt += other.exempt
-
 
 def _pairs(a: Any) -> np.ndarray:
     a = np.asarray(a)
