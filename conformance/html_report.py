@@ -144,12 +144,19 @@ def _glance(docs: list[dict[str, Any]]) -> str:
 
 
 def _unsupported_counts(doc: dict[str, Any]) -> str:
+    """How many targets are unsupported, of each kind; what is not declared, said (what is not
+    available here is said in the next column)."""
     kinds: dict[str, int] = {}
+    undeclared: dict[str, None] = {}
     for r in doc["results"]:
         if r["status"] == "unsupported":
             kind = unsupported_kind(doc, r)
             kinds[kind] = kinds.get(kind, 0) + 1
-    return "<br>".join(f"{n} {escape(k)}" for k, n in sorted(kinds.items())) or "0"
+            if kind == "not declared" and r.get("reason"):
+                undeclared[r["reason"]] = None
+    why = ("<br><small>" + "; ".join(escape(x) for x in undeclared) + "</small>"
+           if undeclared else "")
+    return "<br>".join(f"{n} {escape(k)}" for k, n in sorted(kinds.items())) + why or "0"
 
 
 def _not_here(doc: dict[str, Any]) -> str:
