@@ -94,8 +94,29 @@ def save_counterexample(target: Target, prop: Property, failure: PropertyFailure
     return path
 
 
+# Environment that decides which implementation a backend name loads, kept in the replay
+# command when set: the Keras backend, and the path a user's module was imported from.
+_REPLAY_ENV = ("KERAS_BACKEND", "PYTHONPATH")
+
+
 def replay_command(path: Path) -> str:
-    return f"rmsprop-conformance repro {shlex.quote(str(path))}"
+    env = []
+    for name in _REPLAY_ENV:
+        value = os.environ.get(name)
+        if value:
+            if name == "PYTHONPATH":
+                value = os.pathsep.join(_relative(p) for p in value.split(os.pathsep) if p)
+            env.append(f"{name}={shlex.quote(value)} ")
+    return f"{''.join(env)}rmsprop-conformance repro {shlex.quote(str(path))}"
+
+
+def _relative(path: str) -> str:
+    """``path`` relative to the working directory when it lies inside it (a replay runs from
+    the same directory as the certification, on another machine too)."""
+    try:
+        return os.path.relpath(path) if Path(path).resolve().is_relative_to(Path.cwd()) else path
+    except ValueError:
+        return path
 
 
 def run_property(prop_id: str, target: Target) -> None:

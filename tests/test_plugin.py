@@ -100,7 +100,7 @@ def test_a_broken_backend_fails_with_a_replayable_counterexample(user_dir: Path)
     failed = [r for r in doc["results"] if r["status"] == "fail"]
     assert [(r["property"], r["dtype"], r["label"]) for r in failed] == [
         ("P1", "float64", "semantic")]
-    replay = failed[0]["replay"].split()
+    replay = [w for w in failed[0]["replay"].split() if "=" not in w]  # after any VAR=value
     assert replay[:2] == ["rmsprop-conformance", "repro"]
     rerun = subprocess.run([sys.executable, "-m", "conformance.cli", "repro", replay[2]],
                            cwd=user_dir, capture_output=True, text=True, timeout=120,
@@ -248,3 +248,19 @@ def test_progress_lines(user_dir: Path) -> None:
     assert lines[-1].startswith(f"rmsprop-conformance: mybackend:SeedLoop: {total}/{total} "
                                 "targets, ") and lines[-1].endswith(", done")
     assert any(re.search(r"targets, \d+ s, about \d+ s left$", ln) for ln in lines), lines
+
+
+def test_replay_commands_keep_the_environment_that_chose_the_backend(monkeypatch, tmp_path):
+    """A replay runs where the certification ran: the Keras backend and the module path
+    (relative to the working directory when inside it) are part of the command."""
+    from conformance.runner import replay_command
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine").mkdir()
+    monkeypatch.setenv("KERAS_BACKEND", "numpy")
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path / 'mine'}:/opt/elsewhere")
+    assert replay_command(Path("rep/P1.json")) == (
+        "KERAS_BACKEND=numpy PYTHONPATH=mine:/opt/elsewhere rmsprop-conformance repro rep/P1.json")
+    monkeypatch.delenv("KERAS_BACKEND")
+    monkeypatch.delenv("PYTHONPATH")
+    assert replay_command(Path("rep/P1.json")) == "rmsprop-conformance repro rep/P1.json"
