@@ -418,42 +418,50 @@ def _poly(points: Iterable[tuple[float, float]], colour: str, width: float = 1.5
 def _series_svg(steps: Sequence[dict[str, Any]], what: str) -> str:
     """Two panels: values (implementation, exact, exact ± K·bound) and |impl − exact| / bound,
     over the counterexample's steps; a non-finite value marked at the top."""
-    w, h, ml, mb, mt = 200, 110, 46, 26, 14
+    w, h, ml, mb, mt = 200, 110, 56, 26, 14
     ks = [s["step"] for s in steps]
     obs = [number(s["observed"]) for s in steps]
     ex = [number(s["exact"]) for s in steps]
     bd = [K * number(s["bound"]) for s in steps]
-    vals = [v for v in obs + [e + b for e, b in zip(ex, bd)] + [e - b for e, b in zip(ex, bd)]
-            if math.isfinite(v)] or [0.0]
+    vals = [v for v in obs + ex + [e + b for e, b in zip(ex, bd)]
+            + [e - b for e, b in zip(ex, bd)] if math.isfinite(v)] or [0.0]
     lo, hi = min(vals), max(vals)
     pad = (hi - lo) * 0.08 or abs(hi) * 0.1 or 1.0
     lo, hi = lo - pad, hi + pad
+    nonfinite = not all(math.isfinite(o) for o in obs)
+    hi += (hi - lo) * 0.15 * nonfinite  # room at the top for the ✕ of a non-finite value
     x = _scale(min(ks), max(ks) if len(ks) > 1 else min(ks) + 1, ml, ml + w)
     y = _scale(lo, hi, mt + h, mt)
     band_top = [(x(k), y(e + b)) for k, e, b in zip(ks, ex, bd) if math.isfinite(e + b)]
     band_bot = [(x(k), y(e - b)) for k, e, b in zip(ks, ex, bd) if math.isfinite(e - b)]
     parts = [f"<rect x='{ml}' y='{mt}' width='{w}' height='{h}' fill='#fff' stroke='#999'/>"]
+    data = []
     if band_top and band_bot:
         pts = " ".join(f"{a:.1f},{b:.1f}" for a, b in band_top + band_bot[::-1])
-        parts.append(f"<polygon points='{pts}' fill='#9ecae1' opacity='0.6'/>")
-    parts.append(_poly([(x(k), y(e)) for k, e in zip(ks, ex) if math.isfinite(e)], "#000", 1.2,
-                       "4 2"))
-    parts.append(_poly([(x(k), y(o)) for k, o in zip(ks, obs) if math.isfinite(o)], "#d62728"))
+        data.append(f"<polygon points='{pts}' fill='#9ecae1' opacity='0.6'/>")
+    data.append(_poly([(x(k), y(e)) for k, e in zip(ks, ex) if math.isfinite(e)], "#000", 1.2,
+                      "4 2"))
+    data.append(_poly([(x(k), y(o)) for k, o in zip(ks, obs) if math.isfinite(o)], "#d62728"))
+    if len(ks) <= 20:  # few steps: mark each one (a single step draws no line)
+        data += [f"<circle cx='{x(k):.1f}' cy='{y(e):.1f}' r='3.2' fill='none' stroke='#000'/>"
+                 for k, e in zip(ks, ex) if math.isfinite(e)]
+        data += [f"<circle cx='{x(k):.1f}' cy='{y(o):.1f}' r='2.2' fill='#d62728'/>"
+                 for k, o in zip(ks, obs) if math.isfinite(o)]
+    parts.append(_clip(ml, mt, w, h, data))
     for k, o in zip(ks, obs):
-        if math.isfinite(o):
-            if len(ks) <= 20:
-                parts.append(f"<circle cx='{x(k):.1f}' cy='{y(o):.1f}' r='2.2' fill='#d62728'/>")
-        else:
+        if not math.isfinite(o):
             parts.append(f"<text x='{x(k):.1f}' y='{mt + 10}' font-size='10' fill='#d62728' "
-                         f"text-anchor='middle'>✕ {escape(repr(o))}</text>")
+                         f"text-anchor='{_anchor(k, ks)}'>✕ {escape(repr(o))}</text>")
     parts += _axes(ml, mt, w, h, ks, lo, hi, "step", what)
     # The ratio panel (log scale), with the allowed K.
     ox = ml + w + 64
-    ratios = [abs(o - e) / (b / K) if b > 0 and math.isfinite(o) and math.isfinite(e) else
-              (math.inf if not math.isfinite(o) else 0.0) for o, e, b in zip(obs, ex, bd)]
+    ratios = [_ratio(o, e, b / K) for o, e, b in zip(obs, ex, bd)]
     finite = [r for r in ratios if 0 < r < math.inf]
-    rlo = math.floor(math.log10(min(finite + [K]))) - 0.2 if finite else -2.0
-    rhi = math.ceil(math.log10(max(finite + [K]))) + 0.2 if finite else 1.0
+    low = math.floor(math.log10(min(finite + [K])))
+    zero = any(r == 0 for r in ratios)  # drawn on the bottom line, labelled 0
+    rlo = low - zero - 0.2
+    rhi = math.ceil(math.log10(max(finite + [K]))) + 0.2
+    rhi += (rhi - rlo) * 0.15 * (math.inf in ratios)  # room for the ✕ at the top
     x2 = _scale(min(ks), max(ks) if len(ks) > 1 else min(ks) + 1, ox, ox + w)
     y2 = _scale(rlo, rhi, mt + h, mt)
     parts.append(f"<rect x='{ox}' y='{mt}' width='{w}' height='{h}' fill='#fff' stroke='#999'/>")
@@ -461,15 +469,19 @@ def _series_svg(steps: Sequence[dict[str, Any]], what: str) -> str:
                  f"y2='{y2(math.log10(K)):.1f}' stroke='#cf222e' stroke-dasharray='3 2'/>")
     parts.append(f"<text x='{ox + w - 2}' y='{y2(math.log10(K)) - 3:.1f}' font-size='9' "
                  f"fill='#cf222e' text-anchor='end'>allowed {K:g}</text>")
-    pts = [(x2(k), y2(math.log10(r))) for k, r in zip(ks, ratios) if 0 < r < math.inf]
+    pts = [(x2(k), y2(math.log10(r) if r else low - 1)) for k, r in zip(ks, ratios)
+           if r < math.inf and (r or zero)]
     parts.append(_poly(pts, "#d62728"))
+    if len(ks) <= 20:
+        parts += [f"<circle cx='{a:.1f}' cy='{b:.1f}' r='2.2' fill='#d62728'/>" for a, b in pts]
     for k, r in zip(ks, ratios):
         if r == math.inf:
             parts.append(f"<text x='{x2(k):.1f}' y='{mt + 10}' font-size='10' fill='#d62728' "
-                         "text-anchor='middle'>✕</text>")
-    parts += _axes(ox, mt, w, h, ks, rlo, rhi, "step", "|impl − exact| / bound", log=True)
+                         f"text-anchor='{_anchor(k, ks)}'>✕</text>")
+    parts += _axes(ox, mt, w, h, ks, rlo, rhi, "step", "|impl − exact| / bound", log=True,
+                   zero=zero)
     legend = (f"<text x='{ml}' y='{mt + h + mb + 12}' font-size='10'><tspan fill='#d62728'>"
-              "— implementation</tspan>  <tspan fill='#000'>- - exact</tspan>  "
+              "—● implementation</tspan>  <tspan fill='#000'>- -○ exact</tspan>  "
               f"<tspan fill='#3182bd'>▮ exact ± {K:g}·bound</tspan></text>")
     total_w, total_h = ox + w + 8, mt + h + mb + 18
     return (f"<svg xmlns='http://www.w3.org/2000/svg' width='{total_w}' height='{total_h}' "
@@ -477,18 +489,46 @@ def _series_svg(steps: Sequence[dict[str, Any]], what: str) -> str:
             + "".join(parts) + legend + "</svg>")
 
 
+def _anchor(k: int, ks: Sequence[int]) -> str:
+    """A label at step ``k`` kept inside its panel: left-aligned at the first step, right-aligned
+    at the last."""
+    return "end" if k == max(ks) and len(ks) > 1 else "start" if k == min(ks) else "middle"
+
+
+def _clip(x0: float, y0: float, w: float, h: float, inner: list[str]) -> str:
+    """``inner`` drawn inside the panel only (a nested svg clips what leaves it; a few pixels
+    of margin keep the markers on its edges whole)."""
+    m = 4
+    return (f"<svg x='{x0 - m}' y='{y0 - m}' width='{w + 2 * m}' height='{h + 2 * m}' "
+            f"viewBox='{x0 - m} {y0 - m} {w + 2 * m} {h + 2 * m}'>{''.join(inner)}</svg>")
+
+
+def _ratio(o: float, e: float, bound: float) -> float:
+    """|o − e| / bound: 0 where they agree (an infinite or NaN exact value reproduced
+    included) or the bound is infinite, inf where o is not finite or no error is allowed."""
+    if o == e or (math.isnan(o) and math.isnan(e)):
+        return 0.0
+    if not (math.isfinite(o) and math.isfinite(e)) or bound == 0:
+        return math.inf
+    return abs(o - e) / bound
+
+
 def _ticks(lo: float, hi: float, log: bool) -> list[float]:
-    if log:
-        return [float(t) for t in range(math.ceil(lo), math.floor(hi) + 1)]
+    if log:  # whole decades, at most five labels
+        first, last = math.ceil(lo), math.floor(hi)
+        step = max(1, math.ceil((last - first) / 4))
+        return [float(t) for t in range(first, last + 1, step)]
     return [lo + (hi - lo) * f for f in (0.1, 0.5, 0.9)]
 
 
 def _axes(x0: float, y0: float, w: float, h: float, ks: Sequence[int], lo: float, hi: float,
-          xlabel: str, ylabel: str, log: bool = False) -> list[str]:
+          xlabel: str, ylabel: str, log: bool = False, zero: bool = False) -> list[str]:
+    """Tick labels, the first and last step, the axis labels; with ``zero``, a log axis's
+    lowest decade stands for 0."""
     y = _scale(lo, hi, y0 + h, y0)
     out = []
-    for t in _ticks(lo, hi, log):
-        label = f"1e{int(t)}" if log else f"{t:.4g}"
+    for n, t in enumerate(_ticks(lo, hi, log)):
+        label = ("0" if zero and n == 0 else f"1e{int(t)}") if log else f"{t:.4g}"
         out.append(f"<text x='{x0 - 3}' y='{y(t) + 3:.1f}' font-size='9' text-anchor='end'>"
                    f"{label}</text><line x1='{x0}' x2='{x0 + 3}' y1='{y(t):.1f}' "
                    f"y2='{y(t):.1f}' stroke='#999'/>")

@@ -334,14 +334,17 @@ def test_failure_group_shows_a_minimal_counterexample(tree):
 
 def test_the_failing_target_has_an_inline_plot(tree):
     row = tree.ids["t-broken-P2-float32-cpu"]
-    svgs = row.find_all("svg")
+    svgs = [n for n in row.find_all("svg") if not any(a.tag == "svg" for a in n.ancestors())]
     assert len(svgs) == 1
     svg = svgs[0]
     assert svg.find_all("polyline"), "no line drawn"
     labels = " ".join(n.text() for n in svg.find_all("text"))
     assert "step" in labels and "implementation" in labels and "exact" in labels
-    # every step of the counterexample is marked (few steps: one marker per point)
-    assert len(svg.find_all("circle")) >= len(STEPS)
+    # few steps: each one marked, the implementation (filled) and the exact value (hollow),
+    # in the value panel and in the error/bound panel
+    circles = svg.find_all("circle")
+    hollow = [c for c in circles if c.attrs.get("fill") == "none"]
+    assert len(hollow) == len(STEPS) and len(circles) == 3 * len(STEPS)
 
 
 def test_self_contained_without_javascript(page, tree):
