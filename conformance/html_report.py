@@ -63,7 +63,8 @@ td.empty{background:#fff}
 .glance{font-size:15px;background:#f6f8fa;border:1px solid #d0d7de;border-radius:6px;
 padding:.6em 1em}.glance p{margin:.3em 0}
 code,pre{background:#f3f3f3;border-radius:3px;font-size:12px}code{padding:1px 4px;
-overflow-wrap:anywhere}pre{padding:6px 8px;white-space:pre-wrap;overflow-wrap:anywhere}
+overflow-wrap:anywhere}code.n{overflow-wrap:normal}pre{padding:6px 8px;white-space:pre-wrap;
+overflow-wrap:anywhere}.group p a{overflow-wrap:anywhere}
 .group{border-left:4px solid #cf222e;padding:.1em 0 .1em .8em;margin:.8em 0}
 .group.known{border-color:#d4a72c}
 .cx{background:#fafbfc;border:1px solid #e1e4e8;border-radius:6px;padding:.4em .8em}
@@ -95,6 +96,16 @@ def _group_id(r: dict[str, Any]) -> str:
 
 def _backend_id(doc: dict[str, Any]) -> str:
     return safe_name(f"b-{doc['backend']['name']}")
+
+
+def _breakable(text: str) -> str:
+    """``text`` escaped, with a line break allowed after each . : _ (and nowhere else)."""
+    return "".join(escape(c) + ("<wbr>" if c in ".:_" else "") for c in text)
+
+
+def _name(name: str) -> str:
+    """A backend's name: code that wraps at its separators, never inside a word."""
+    return f"<code class=n>{_breakable(name)}</code>"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,7 +183,7 @@ def _overview(docs: list[dict[str, Any]]) -> str:
     for d in docs:
         c = d["counts"]
         rows.append(
-            f"<tr id='{_backend_id(d)}'><td class=l><code>{escape(d['backend']['name'])}</code>"
+            f"<tr id='{_backend_id(d)}'><td class=l>{_name(d['backend']['name'])}"
             f"</td><td>{_badge(d)}</td><td class=l>{escape(package_text(d))}</td>"
             f"<td>{escape(d['backend']['capabilities'].get('profile', ''))}"
             f"{' (identified)' if d['backend'].get('identified') else ''}</td>"
@@ -221,7 +232,7 @@ def _cell(doc: dict[str, Any], rs: list[dict[str, Any]]) -> str:
 
 
 def _prop_head(p: Any) -> str:
-    return f"<th title='{escape(p.title)}'>{p.id}<br><small>{escape(p.name)}</small></th>"
+    return f"<th title='{escape(p.title)}'>{p.id}<br><small>{_breakable(p.name)}</small></th>"
 
 
 def _matrix(docs: list[dict[str, Any]]) -> str:
@@ -230,8 +241,8 @@ def _matrix(docs: list[dict[str, Any]]) -> str:
     for d in docs:
         cells = "".join(_cell(d, [r for r in d["results"] if r["property"] == p.id])
                         for p in CATALOGUE)
-        rows.append(f"<tr><td class=l><a href='#{_backend_id(d)}'><code>"
-                    f"{escape(d['backend']['name'])}</code></a></td>{cells}</tr>")
+        rows.append(f"<tr><td class=l><a href='#{_backend_id(d)}'>"
+                    f"{_name(d['backend']['name'])}</a></td>{cells}</tr>")
     rows.append("</table></div>")
     details = []
     for d in docs:
@@ -244,7 +255,7 @@ def _matrix(docs: list[dict[str, Any]]) -> str:
             body.append(f"<tr><td class=l>{p.id} {escape(p.name)}</td>{cells}</tr>")
         body.append("</table></div>")
         open_ = " open" if look(d) == "nonconformant" else ""
-        details.append(f"<details{open_}><summary><code>{escape(d['backend']['name'])}</code> "
+        details.append(f"<details{open_}><summary>{_name(d['backend']['name'])} "
                        f"{_badge(d)} by dtype</summary>{''.join(body)}</details>")
     return "\n".join(rows) + "\n" + "\n".join(details)
 
@@ -286,7 +297,7 @@ def _hint(r: dict[str, Any], ex: dict[str, Any] | None) -> str:
 
 def _counterexample(doc: dict[str, Any], r: dict[str, Any], ex: dict[str, Any] | None) -> str:
     """The group's minimal counterexample: inputs, expected, observed, bound, replay, hint."""
-    rows = [("backend", f"<code>{escape(doc['backend']['name'])}</code> "
+    rows = [("backend", f"{_name(doc['backend']['name'])} "
                         f"[{escape(r['dtype'] or '-')}, {escape(r['device'])}]")]
     v = (ex or {}).get("violation") or {}
     inputs = (ex or {}).get("inputs")
@@ -304,9 +315,13 @@ def _counterexample(doc: dict[str, Any], r: dict[str, Any], ex: dict[str, Any] |
             rows.append((f"element {el['index']} of parameter {el['param']}",
                          f"starts at {_fmt(el['start'])}; gradients "
                          + ", ".join(_fmt(g) for g in el["grads"])))
-    if v.get("step") is not None:
-        rows.append(("violation", f"{escape(v.get('field') or '')} at step {v['step']}"))
-    if "expected" in v:
+    what = ([f"{escape(v.get('field') or '')} at step {v['step']}"]
+            if v.get("step") is not None else [])
+    if v.get("expected") is None and v.get("message") and inputs:  # a structure, not a value
+        what.append(escape(v["message"]))
+    if what:
+        rows.append(("violation", ": ".join(what)))
+    if v.get("expected") is not None:
         rows += [("expected (exact)", _fmt(v.get("expected"))),
                  ("observed", _fmt(v.get("observed"))),
                  ("bound", f"{_fmt(v.get('bound'))} (allowed: {K:g} × bound)")]
@@ -340,8 +355,8 @@ def _target_row(doc: dict[str, Any], r: dict[str, Any]) -> str:
              else "")
     msg = escape(first_line(r.get("message")))
     replay = f"<br><code>{escape(r['replay'])}</code>" if r.get("replay") else ""
-    return (f"<tr id='{_target_id(doc, r)}'><td class=l><code>{escape(doc['backend']['name'])}"
-            f"</code><br><small>{escape(r['device'])}, {escape(r.get('label') or r['status'])}"
+    return (f"<tr id='{_target_id(doc, r)}'><td class=l>{_name(doc['backend']['name'])}"
+            f"<br><small>{escape(r['device'])}, {escape(r.get('label') or r['status'])}"
             f"</small></td><td class=l><small>{where}<br>{msg}</small>{replay}</td>"
             f"<td>{plot}</td></tr>")
 
@@ -382,8 +397,9 @@ def _rule_order(rule: str) -> tuple[int, str]:
 def _group(section: str, dt: str, members: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
     gid = _group_id(members[0][1])
     backends = sorted({d["backend"]["name"] for d, _ in members})
-    head = (f"<b>{escape(dt)}</b> — {len(members)} target{'s' * (len(members) > 1)} in "
-            f"{len(backends)} backend{'s' * (len(backends) > 1)}")
+    head = (f"<b>{escape(dt) if dt != '-' else 'no dtype'}</b> — {len(members)} "
+            f"target{'s' * (len(members) > 1)} in {len(backends)} "
+            f"backend{'s' * (len(backends) > 1)}")
     reasons = sorted({(r.get("known_reason", ""), r.get("known_link", "")) for _, r in members})
     accepted = "".join(f"<p><b>accepted</b>: {escape(reason)} "
                        + (f"<a href='{escape(link)}'>{escape(link)}</a>" if link else "") + "</p>"
@@ -634,7 +650,7 @@ def _seed_picture(docs: list[dict[str, Any]]) -> str:
         legend.append((colour, f"{name} ({dtype})"))
         far = max(math.dist(p, q) for p, q in zip(pts, oracle))
         rows.append(f"<tr><td class=l><span style='color:{colour}'>■</span> "
-                    f"<code>{escape(name)}</code></td><td>{dtype}</td><td>{far:.2g}</td>"
+                    f"{_name(name)}</td><td>{dtype}</td><td>{far:.2g}</td>"
                     f"<td>({pts[-1][0]:.6g}, {pts[-1][1]:.6g})</td></tr>")
     parts += _axes(ml, mt, w, h, [-45, 45], -25, 25, "x", "")
     width, height = ml + w + 10, mt + h + 26

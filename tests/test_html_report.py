@@ -159,6 +159,8 @@ STEPS = [{"step": 0, "observed": 0.5, "exact": 0.5, "bound": 1e-08},
 REPLAY = "rmsprop-conformance repro reports/counterexamples/broken/P2-float32-cpu.json"
 HINT = "square_avg is the first quantity that departs"
 KNOWN_REASON = "fakeopt rounds eps to zero in float16 by design"
+STRUCTURE = "square_avg has dtype float64, expected float32"
+REJECT = "lr=nan was accepted without error"
 
 
 def _seed(offset: float) -> dict[str, Any]:
@@ -181,8 +183,22 @@ def docs() -> list[dict[str, Any]]:
         *_common(),
         _result("P2", "fail", rule="R17", label="semantic", examples=5,
                 message=f"violates R17: params at step 2: outside the bound; {HINT}",
-                replay=REPLAY, counterexample=REPLAY.rsplit(maxsplit=1)[-1])],
-        evidence={"seed": _seed(-0.5), "counterexamples": {"P2-float32-cpu": {
+                replay=REPLAY, counterexample=REPLAY.rsplit(maxsplit=1)[-1]),
+        _result("P11", "fail", rule="R14", label="semantic", examples=1,
+                message=f"violates R14: square_avg at step 0: {STRUCTURE}"),
+        _result("P13", "fail", dtype=None, rule="R6", label="semantic", examples=1,
+                message=f"violates R6: {REJECT}")],
+        evidence={"seed": _seed(-0.5), "counterexamples": {
+            "P11-float32-cpu": {
+                "violation": {"rule": "R14", "kind": "structure", "step": 0, "param": 0,
+                              "field": "square_avg", "index": None, "expected": None,
+                              "observed": None, "bound": None, "cause": None,
+                              "message": STRUCTURE},
+                "label": "semantic",
+                "inputs": {"hparams": {"lr": 0.01}, "params": ["float32[]"], "steps": 1,
+                           "device": "cpu", "lrs": None, "layouts": None,
+                           "initial_state": False}},
+            "P2-float32-cpu": {
             "violation": {"rule": "R17", "kind": "value", "step": 2, "param": 0,
                           "field": "params", "index": [0], "expected": EXPECTED,
                           "observed": OBSERVED, "bound": BOUND, "cause": None,
@@ -312,12 +328,7 @@ def test_not_measured_is_distinct_from_a_measured_zero(tree):
 
 
 def test_failure_group_shows_a_minimal_counterexample(tree):
-    groups = [n for n in tree.root.find_all(cls="group") if "broken" in n.text()
-              and "known" not in n.classes]
-    (group,) = groups
-    (cx,) = group.find_all(cls="cx")
-    rows = {tr.find_all("th")[0].text(): tr.find_all("td")[0].text()
-            for tr in cx.find_all("tr")}
+    rows = _counterexample(tree, REPLAY)
     assert rows["expected (exact)"] == str(EXPECTED)
     assert rows["observed"] == str(OBSERVED)
     assert rows["bound"].startswith("1e-08")
@@ -368,3 +379,25 @@ def test_seed_picture_colours_are_distinct_and_legend_outside(tree):
     assert len(mine) == 3, items
     colours = [items[t].find_all("span")[0].attrs["style"] for t in mine]
     assert len(set(colours)) == 3
+
+
+def _counterexample(tree: _Tree, text: str) -> dict[str, str]:
+    """The minimal counterexample (what → value) of the one failure group that mentions
+    ``text``."""
+    (group,) = [n for n in tree.root.find_all(cls="group") if text in n.text()]
+    (cx,) = group.find_all(cls="cx")
+    return {tr.find_all("th")[0].text(): tr.find_all("td")[0].text()
+            for tr in cx.find_all("tr")}
+
+
+def test_a_violation_without_numbers_shows_none(tree):
+    """A structure violation (a state's dtype) or a rejection (R6) has no expected, observed or
+    bound: no rows of dashes for them; what was violated is said instead."""
+    rows = _counterexample(tree, STRUCTURE)
+    assert STRUCTURE in rows["violation"] and "square_avg at step 0" in rows["violation"]
+    assert not {"expected (exact)", "observed", "bound"} & set(rows)
+    rows = _counterexample(tree, REJECT)
+    assert not {"expected (exact)", "observed", "bound"} & set(rows)
+    # the R6 group's target has no dtype, and says so
+    (group,) = [n for n in tree.root.find_all(cls="group") if REJECT in n.text()]
+    assert "no dtype" in group.text() and "-, " not in group.find_all("p")[0].text()
