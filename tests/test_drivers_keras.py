@@ -24,11 +24,11 @@ keras = pytest.importorskip("keras")
 
 from conformance import registry  # noqa: E402
 from conformance.case import Case  # noqa: E402
-from conformance.properties import BY_ID, PropertyFailure  # noqa: E402
-from conformance.result import new_result  # noqa: E402
-from conformance.runner import Target, run_property  # noqa: E402
+from conformance.properties import PropertyFailure  # noqa: E402
+from conformance.runner import run_property  # noqa: E402
 from conformance.tolerance import judge  # noqa: E402
 from spec.rmsprop import HParams, ParamState  # noqa: E402
+from tests._driving import driver_target, random_case  # noqa: E402
 from tests.test_cli import assert_usage_error, run_cli  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,18 +38,8 @@ pytestmark = pytest.mark.skipif(keras.backend.backend() != "numpy",
                                 reason="these tests drive Keras's numpy backend")
 
 
-def _target(spec: str, backend, prop_id: str, dtype: str | None, tmp_path) -> Target:
-    record = new_result(BY_ID[prop_id], backend.name, dtype, "cpu")
-    return Target(spec, backend, backend.capabilities(), dtype, "cpu", "quick", tmp_path, record,
-                  nodeid=f"driver::{backend.name}::{prop_id}::{dtype}")
-
-
 def _case(hp: HParams, steps: int = 3, dtype=np.float32, seed: int = 0, **kw) -> Case:
-    rng = np.random.default_rng(seed)
-    params = (rng.standard_normal((2, 3)).astype(dtype), rng.standard_normal(4).astype(dtype))
-    grads = tuple(tuple(rng.standard_normal(p.shape).astype(dtype) for p in params)
-                  for _ in range(steps))
-    return Case(hp=hp, params=params, grads=grads, **kw)
+    return random_case(hp, steps, dtype, seed, **kw)
 
 
 class NeedsBeta(keras.optimizers.RMSprop):
@@ -143,7 +133,7 @@ def test_unsupported_features_are_refused() -> None:
 @pytest.mark.parametrize(("prop_id", "dtype"), [("P1", "float32"), ("P11", "float32")])
 def test_rmsprop_certifies_in_its_real_dtypes(prop_id: str, dtype: str, tmp_path) -> None:
     backend = registry.load(str(KERAS_TOML))
-    target = _target(str(KERAS_TOML), backend, prop_id, dtype, tmp_path)
+    target = driver_target(str(KERAS_TOML), backend, prop_id, dtype, tmp_path)
     run_property(prop_id, target)
     assert target.record["status"] == "pass", target.record
 
@@ -202,7 +192,7 @@ def test_complex_gradient_square() -> None:
 def test_invalid_hyperparameters_are_rejected(tmp_path) -> None:
     backend = registry.load(str(KERAS_TOML))
     backend.make_optimizer({"lr": -1.0, "alpha": float("nan")})  # accepted: the counterexample
-    run_property("P13", _target(str(KERAS_TOML), backend, "P13", None, tmp_path))
+    run_property("P13", driver_target(str(KERAS_TOML), backend, "P13", None, tmp_path))
 
 
 # ---------------------------------------------------------------------------------------------

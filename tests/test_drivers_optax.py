@@ -19,31 +19,18 @@ import pytest
 
 from conformance import registry
 from conformance.case import Case
-from conformance.properties import BY_ID
-from conformance.result import new_result
-from conformance.runner import Target, run_property
+from conformance.runner import run_property
 from conformance.tolerance import judge
 from implementations import jax_backends as jb
 from implementations.drivers.config import DriverConfig
 from implementations.drivers.optax_tx import OptaxTxBackend
 from spec.rmsprop import HParams, ParamState
+from tests._driving import driver_target, random_case
 from tests.test_cli import assert_usage_error, run_cli
 
 RMSPROP = "optax:optax:rmsprop"
 
 
-def _target(spec: str, backend, prop_id: str, dtype: str | None, tmp_path) -> Target:
-    record = new_result(BY_ID[prop_id], backend.name, dtype, "cpu")
-    return Target(spec, backend, backend.capabilities(), dtype, "cpu", "quick", tmp_path, record,
-                  nodeid=f"driver::{backend.name}::{prop_id}::{dtype}")
-
-
-def _case(hp: HParams, steps: int = 3, dtype=np.float64, seed: int = 0, **kw) -> Case:
-    rng = np.random.default_rng(seed)
-    params = (rng.standard_normal((2, 3)).astype(dtype), rng.standard_normal(4).astype(dtype))
-    grads = tuple(tuple(rng.standard_normal(p.shape).astype(dtype) for p in params)
-                  for _ in range(steps))
-    return Case(hp=hp, params=params, grads=grads, **kw)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,7 +91,7 @@ def test_signature_and_state_are_read_off_optax_rmsprop() -> None:
 def test_driver_over_optax_rmsprop_is_the_bundled_optax() -> None:
     driven, bundled = registry.load(RMSPROP), jb.Optax()
     hp = HParams.from_profile("optax", centered=True, momentum=0.9, nesterov=True)
-    case = _case(hp, lrs=(0.1, 0.02, 0.05))
+    case = random_case(hp, lrs=(0.1, 0.02, 0.05))
     a, b = driven.run(case), bundled.run(case)
     assert judge(case, a).ok
     for pa, pb in zip(a.params, b.params):
@@ -114,15 +101,15 @@ def test_driver_over_optax_rmsprop_is_the_bundled_optax() -> None:
 def test_axis_keywords_follow_the_case_unless_fixed() -> None:
     driven = registry.load(RMSPROP)
     for overrides in ({"eps_in_sqrt": False}, {"initial_square_avg": 1.0}):
-        case = _case(HParams.from_profile("optax", **overrides))
+        case = random_case(HParams.from_profile("optax", **overrides))
         assert judge(case, driven.run(case)).ok
     fixed = registry.load(f"{RMSPROP}?eps_in_sqrt=false")
     assert fixed.capabilities().conventions == {"eps_in_sqrt": False}
     assert fixed.make_optimizer({}) is not None
     with pytest.raises(ValueError, match=r"eps_in_sqrt=True \(fixed to False\)"):
-        fixed.run(_case(HParams.from_profile("optax")))
+        fixed.run(random_case(HParams.from_profile("optax")))
     with pytest.raises(ValueError, match=r"weight_decay=0.1 \(no keyword\)"):
-        driven.run(_case(HParams.from_profile("optax", weight_decay=0.1)))
+        driven.run(random_case(HParams.from_profile("optax", weight_decay=0.1)))
 
 
 def test_momentum_and_count_by_hand() -> None:
@@ -142,7 +129,7 @@ def test_momentum_and_count_by_hand() -> None:
     np.testing.assert_allclose(traj.params[0][0], -b1, rtol=1e-14)
     assert st.step == 8
     with pytest.raises(ValueError, match="one step count for all parameters"):
-        backend.run(_case(hp, initial_state=(ParamState(1, np.ones((2, 3)), None,
+        backend.run(random_case(hp, initial_state=(ParamState(1, np.ones((2, 3)), None,
                                                         np.zeros((2, 3))),
                                              ParamState(2, np.ones(4), None, np.zeros(4)))))
 
@@ -151,7 +138,7 @@ def test_state_round_trip_continues_exactly() -> None:
     """R15: loading the state after 2 steps and running on equals not stopping, bit for bit."""
     backend = registry.load(RMSPROP)
     hp = HParams.from_profile("optax", momentum=0.9, bias_correction=True)
-    case = _case(hp, steps=4, dtype=np.float32, lrs=(0.01, 0.02, 0.03, 0.04))
+    case = random_case(hp, steps=4, dtype=np.float32, lrs=(0.01, 0.02, 0.03, 0.04))
     full = backend.run(case)
     resumed = backend.run(case.replace(params=full.params[1], grads=case.grads[2:],
                                        lrs=case.lrs[2:], initial_state=full.states[1]))
@@ -180,7 +167,7 @@ def test_optax_rmsprop_certifies(prop_id: str, dtype: str, tmp_path) -> None:
     # Real dtypes: optax's complex nu (R14) is a known deviation, kept by the bundled reports.
     backend = OptaxTxBackend(optax.rmsprop, DriverConfig(dtypes=("float32", "float64")),
                              RMSPROP)
-    target = _target(RMSPROP, backend, prop_id, dtype, tmp_path)
+    target = driver_target(RMSPROP, backend, prop_id, dtype, tmp_path)
     run_property(prop_id, target)
     assert target.record["status"] == "pass", target.record
 
@@ -204,7 +191,7 @@ def test_unreadable_state_judges_parameters_only(tmp_path) -> None:
     caps = backend.capabilities()
     assert not {"state_readout", "state_load"} & caps.features
     assert "no state field for square_avg among ['acc']" in caps.description
-    case = _case(HParams.from_profile("optax"))
+    case = random_case(HParams.from_profile("optax"))
     traj = backend.run(case)
     assert traj.states is None and judge(case, traj).ok
     declared = OptaxTxBackend(opaque_rmsprop, DriverConfig(
@@ -212,7 +199,7 @@ def test_unreadable_state_judges_parameters_only(tmp_path) -> None:
         "opaque, declared")
     assert declared.state_fields == {"square_avg": "acc"}
     assert "the driver counts steps" in declared.capabilities().description
-    target = _target("declared", declared, "P11", "float64", tmp_path)
+    target = driver_target("declared", declared, "P11", "float64", tmp_path)
     run_property("P11", target)
     assert target.record["status"] == "pass", target.record
 
@@ -220,7 +207,7 @@ def test_unreadable_state_judges_parameters_only(tmp_path) -> None:
 def test_a_factory_branching_on_a_float_runs_with_static_values() -> None:
     backend = OptaxTxBackend(branchy_rmsprop, DriverConfig(profile="optax"), "branchy")
     for momentum in (0.0, 0.5):
-        case = _case(HParams.from_profile("optax", momentum=momentum))
+        case = random_case(HParams.from_profile("optax", momentum=momentum))
         assert judge(case, backend.run(case)).ok
 
 

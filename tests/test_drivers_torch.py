@@ -19,14 +19,14 @@ import torch
 
 from conformance import registry
 from conformance.case import Case
-from conformance.properties import BY_ID, PropertyFailure
-from conformance.result import new_result
-from conformance.runner import Target, run_property
+from conformance.properties import PropertyFailure
+from conformance.runner import run_property
 from conformance.tolerance import judge
 from implementations import torch_backends as tb
 from implementations.drivers.config import DriverConfig, keyword_map
 from implementations.drivers.torch_optim import TorchOptimBackend
 from spec.rmsprop import HParams, ParamState
+from tests._driving import driver_target, random_case
 from tests.test_cli import assert_usage_error, run_cli
 from tests.timm_shim import install
 
@@ -35,18 +35,6 @@ TIMM_TOML = REPO / "examples" / "timm-rmsproptf.toml"
 RMSpropTF = install()
 
 
-def _target(spec: str, backend, prop_id: str, dtype: str | None, tmp_path) -> Target:
-    record = new_result(BY_ID[prop_id], backend.name, dtype, "cpu")
-    return Target(spec, backend, backend.capabilities(), dtype, "cpu", "quick", tmp_path, record,
-                  nodeid=f"driver::{backend.name}::{prop_id}::{dtype}")
-
-
-def _case(hp: HParams, steps: int = 3, dtype=np.float64, seed: int = 0, **kw) -> Case:
-    rng = np.random.default_rng(seed)
-    params = (rng.standard_normal((2, 3)).astype(dtype), rng.standard_normal(4).astype(dtype))
-    grads = tuple(tuple(rng.standard_normal(p.shape).astype(dtype) for p in params)
-                  for _ in range(steps))
-    return Case(hp=hp, params=params, grads=grads, **kw)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,7 +130,7 @@ def test_driver_over_torch_rmsprop_is_the_bundled_forloop() -> None:
     assert driven.package == bundled.package and driven.package[0] == "torch"
     hp = HParams.from_profile("torch", centered=True, momentum=0.9, weight_decay=0.1,
                               maximize=True)
-    case = _case(hp, lrs=(0.1, 0.02, 0.05))
+    case = random_case(hp, lrs=(0.1, 0.02, 0.05))
     a, b = driven.run(case), bundled.run(case)
     assert judge(case, a).ok
     for pa, pb in zip(a.params, b.params):
@@ -169,11 +157,11 @@ def test_unsupported_features_are_neither_declared_nor_run() -> None:
                     "bias_correction"):
         assert feature not in caps.features
     assert "unsupported (no keyword): weight_decay, momentum" in caps.description
-    case = _case(HParams.from_profile("torch", maximize=True))
+    case = random_case(HParams.from_profile("torch", maximize=True))
     with pytest.raises(ValueError, match=r"maximize=True \(no keyword\)"):
         backend.run(case)
     with pytest.raises(ValueError, match=r"eps_in_sqrt=True \(fixed to False\)"):
-        backend.run(_case(HParams.from_profile("torch", eps_in_sqrt=True)))
+        backend.run(random_case(HParams.from_profile("torch", eps_in_sqrt=True)))
 
 
 def test_factory_with_other_names_and_required_arguments() -> None:
@@ -186,7 +174,7 @@ def test_factory_with_other_names_and_required_arguments() -> None:
     assert opt.defaults["eps"] == 0.5 and opt.defaults["alpha"] == 0.99
     with pytest.raises(ValueError, match="Invalid learning rate: -1"):
         backend.make_optimizer({"lr": -1.0})
-    case = _case(HParams.from_profile("torch", alpha=0.9, lr=0.05))
+    case = random_case(HParams.from_profile("torch", alpha=0.9, lr=0.05))
     assert judge(case, backend.run(case)).ok
 
 
@@ -197,7 +185,7 @@ def test_state_keys_matched_through_synonyms_and_loaded(tmp_path) -> None:
     backend = tiny(TinyRMSprop)
     assert backend.state_keys == {"square_avg": "ms", "step": "count"}
     assert {"state_readout", "state_load"} <= backend.capabilities().features
-    case = _case(HParams.from_profile("torch", alpha=0.9), steps=2)
+    case = random_case(HParams.from_profile("torch", alpha=0.9), steps=2)
     traj = backend.run(case)
     assert [s.step for s in traj.states[-1]] == [2, 2]
     # square_avg after two steps, by hand: alpha*(1-alpha)*g0^2 + (1-alpha)*g1^2.
@@ -205,7 +193,7 @@ def test_state_keys_matched_through_synonyms_and_loaded(tmp_path) -> None:
     np.testing.assert_allclose(traj.states[-1][1].square_avg, 0.9 * 0.1 * g0**2 + 0.1 * g1**2,
                                rtol=1e-14)
     # The save/load round trip (an int step counter), as the suite runs it.
-    target = _target("tiny", backend, "P11", "float64", tmp_path)
+    target = driver_target("tiny", backend, "P11", "float64", tmp_path)
     run_property("P11", target)
     assert target.record["status"] == "pass", target.record
 
@@ -213,7 +201,7 @@ def test_state_keys_matched_through_synonyms_and_loaded(tmp_path) -> None:
 def test_declared_state_names_win() -> None:
     backend = tiny(OpaqueState, state={"square_avg": "accumulator", "step": "t"})
     assert backend.state_keys == {"square_avg": "accumulator", "step": "t"}
-    loaded = backend.run(_case(HParams.from_profile("torch"), steps=1,
+    loaded = backend.run(random_case(HParams.from_profile("torch"), steps=1,
                                initial_state=(ParamState(3, np.full((2, 3), 0.25)),
                                               ParamState(3, np.full(4, 0.25)))))
     assert [s.step for s in loaded.states[0]] == [4, 4]
@@ -225,10 +213,10 @@ def test_unreadable_state_judges_parameters_only(tmp_path) -> None:
     assert not {"state_readout", "state_load"} & caps.features
     assert "state not readable (no state key for step, square_avg among ['accumulator', 't']" \
         in caps.description and "judge parameters only" in caps.description
-    case = _case(HParams.from_profile("torch"))
+    case = random_case(HParams.from_profile("torch"))
     traj = backend.run(case)
     assert traj.states is None and judge(case, traj).ok
-    target = _target("opaque", backend, "P2", "float64", tmp_path)
+    target = driver_target("opaque", backend, "P2", "float64", tmp_path)
     run_property("P2", target)
     assert target.record["status"] == "pass", target.record
 
@@ -301,7 +289,7 @@ def test_timm_driver_file() -> None:
                                                 ("P11", "float64")])
 def test_timm_conforms_to_tf1(prop_id: str, dtype: str, tmp_path) -> None:
     backend = registry.load(str(TIMM_TOML))
-    target = _target(str(TIMM_TOML), backend, prop_id, dtype, tmp_path)
+    target = driver_target(str(TIMM_TOML), backend, prop_id, dtype, tmp_path)
     run_property(prop_id, target)
     assert target.record["status"] == "pass", target.record
 
@@ -326,7 +314,7 @@ def test_timm_momentum_by_hand() -> None:
                    "check `not 0.0 <= alpha`")
 def test_timm_rejects_nan_hyperparameters(tmp_path) -> None:
     backend = registry.load(str(TIMM_TOML))
-    run_property("P13", _target(str(TIMM_TOML), backend, "P13", None, tmp_path))
+    run_property("P13", driver_target(str(TIMM_TOML), backend, "P13", None, tmp_path))
 
 
 @pytest.mark.xfail(strict=True, reason="timm finding: RMSpropTF has no complex support and "
