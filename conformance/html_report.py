@@ -68,7 +68,7 @@ overflow-wrap:anywhere}.group p a{overflow-wrap:anywhere}
 .group{border-left:4px solid #cf222e;padding:.1em 0 .1em .8em;margin:.8em 0}
 .group.known{border-color:#d4a72c}
 .cx{background:#fafbfc;border:1px solid #e1e4e8;border-radius:6px;padding:.4em .8em}
-.cx table td{text-align:left}
+.cx table td{text-align:left;overflow-wrap:anywhere}.cx{overflow-x:auto}
 details>summary{cursor:pointer}svg{max-width:100%;height:auto}
 .legend{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:4px 16px;font-size:13px}
 .legend span{display:inline-block;width:22px;height:4px;vertical-align:middle;
@@ -77,9 +77,10 @@ margin-right:5px}
 """
 
 _SECTION = {"fail": "fail", "error": "fail", "known": "known"}
-_PALETTE = ("#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
-            "#7f7f7f", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",
-            "#31a354", "#756bb1", "#e6550d", "#636363", "#de9ed6", "#6baed6")
+# The seed picture's backends: colours told apart from each other and from SGD's red and the
+# oracle's blue (the previous list held near-twins: two greys, two greens, two oranges, blues).
+_PALETTE = ("#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+            "#17becf", "#000000", "#ff00b6", "#005300", "#720055")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,16 +159,30 @@ def _unsupported_counts(doc: dict[str, Any]) -> str:
     """How many targets are unsupported, of each kind; what is not declared, said (what is not
     available here is said in the next column)."""
     kinds: dict[str, int] = {}
-    undeclared: dict[str, None] = {}
+    undeclared: dict[str, dict[str, None]] = {}  # dtype / device / feature(s) → which
     for r in doc["results"]:
         if r["status"] == "unsupported":
             kind = unsupported_kind(doc, r)
             kinds[kind] = kinds.get(kind, 0) + 1
             if kind == "not declared" and r.get("reason"):
-                undeclared[r["reason"]] = None
-    why = ("<br><small>" + "; ".join(escape(x) for x in undeclared) + "</small>"
-           if undeclared else "")
-    return "<br>".join(f"{n} {escape(k)}" for k, n in sorted(kinds.items())) + why or "0"
+                what, _, which = _undeclared(r["reason"])
+                for x in which.split(", "):
+                    undeclared.setdefault(what, {})[x] = None
+    why = "; ".join(f"{escape(what)} {escape(', '.join(which))}".strip()
+                    for what, which in undeclared.items())
+    return ("<br>".join(f"{n} {escape(k)}" for k, n in sorted(kinds.items()))
+            + (f"<br><small>not declared: {why}</small>" if why else "")) or "0"
+
+
+def _undeclared(reason: str) -> tuple[str, str, str]:
+    """properties.unsupported_reason's words, parted: "dtype complex64 not declared" →
+    ("dtype", " ", "complex64"), "feature(s) not declared: maximize" → ("feature(s)", ": ",
+    "maximize"); any other reason whole."""
+    if reason.endswith(" not declared") and reason.count(" ") == 3:
+        return reason.removesuffix(" not declared").partition(" ")
+    if " not declared: " in reason:
+        return reason.partition(" not declared: ")
+    return ("", "", reason)
 
 
 def _not_here(doc: dict[str, Any]) -> str:
@@ -511,10 +526,9 @@ def _anchor(k: int, ks: Sequence[int]) -> str:
     return "end" if k == max(ks) and len(ks) > 1 else "start" if k == min(ks) else "middle"
 
 
-def _clip(x0: float, y0: float, w: float, h: float, inner: list[str]) -> str:
-    """``inner`` drawn inside the panel only (a nested svg clips what leaves it; a few pixels
+def _clip(x0: float, y0: float, w: float, h: float, inner: list[str], m: float = 4) -> str:
+    """``inner`` drawn inside the panel only (a nested svg clips what leaves it; ``m`` pixels
     of margin keep the markers on its edges whole)."""
-    m = 4
     return (f"<svg x='{x0 - m}' y='{y0 - m}' width='{w + 2 * m}' height='{h + 2 * m}' "
             f"viewBox='{x0 - m} {y0 - m} {w + 2 * m} {h + 2 * m}'>{''.join(inner)}</svg>")
 
@@ -571,7 +585,8 @@ def _distribution(docs: list[dict[str, Any]]) -> str:
     names = [d["backend"]["name"] for d in docs]
     if not dts:
         return "<p>No ratios recorded.</p>"
-    label_w, pw, gap, row_h, top, bottom = 210, 150, 16, 15, 30, 44
+    label_w = max(90, round(6.5 * max(len(n) for n in names)) + 12)  # no name cut off
+    pw, gap, row_h, top, bottom = 150, 16, 15, 30, 44
     width = label_w + len(dts) * (pw + gap)
     height = top + row_h * len(docs) + bottom
     x_of = _scale(_LOG_LO, _LOG_HI, 0, pw)
@@ -608,8 +623,8 @@ def _distribution(docs: list[dict[str, Any]]) -> str:
             parts.append(f"<text x='{tx:.1f}' y='{top + row_h * len(docs) + 12}' font-size='9' "
                          f"text-anchor='middle'>{'≤' if t == _LOG_LO else ''}1e{t}</text>")
     parts.append(f"<text x='{label_w + (width - label_w) / 2}' y='{height - 8}' font-size='11' "
-                 "text-anchor='middle'>largest |impl − exact| / bound per example (log scale); "
-                 f"red line: allowed {K:g}</text>")
+                 "text-anchor='middle'>largest |impl − exact| / bound per example (log scale; "
+                 f"the darker, the more examples); red line: allowed {K:g}</text>")
     return (f"<div class=scroll><svg xmlns='http://www.w3.org/2000/svg' width='{width}' "
             f"height='{height}' viewBox='0 0 {width} {height}' role='img' "
             "aria-label='error/bound distribution'>" + "".join(parts) + "</svg></div>")
@@ -635,24 +650,31 @@ def _seed_picture(docs: list[dict[str, Any]]) -> str:
     x = _scale(-45, 45, ml, ml + w)
     y = _scale(-25, 25, mt + h, mt)
     parts = [f"<rect x='{ml}' y='{mt}' width='{w}' height='{h}' fill='#fff' stroke='#999'/>"]
+    contours = []
     for c in (10, 100, 400, 1000, 2000, 3500, 5500, 8000):
-        parts.append(f"<ellipse cx='{x(0)}' cy='{y(0)}' rx='{math.sqrt(c) * s:.1f}' "
+        contours.append(f"<ellipse cx='{x(0)}' cy='{y(0)}' rx='{math.sqrt(c) * s:.1f}' "
                      f"ry='{math.sqrt(c / 10) * s:.1f}' fill='none' stroke='#c7e9c0'/>")
+    parts.append(_clip(ml, mt, w, h, contours, 0))  # the outer contours stop at the frame
     parts.append(f"<text x='{x(0) + 4}' y='{y(0) - 4}' font-size='11'>★ minimum</text>")
     legend = [("#d62728", f"SGD, lr={toyproblem.SGD_LR}"),
               ("#1f77b4", "RMSProp, the oracle (lr=3, alpha=0.9, eps=1e-6)")]
     parts.append(_poly([(x(a), y(b)) for a, b in sgd], "#d62728", 2.5))
     parts.append(_poly([(x(a), y(b)) for a, b in oracle], "#1f77b4", 5))
     rows = []
+    # Trajectories that coincide (a conforming backend's lies on the oracle's) would hide each
+    # other: the dashes of up to four backends interleave, so that each colour shows.
+    k = min(len(recorded), 4)
     for n, (name, dtype, pts) in enumerate(recorded):
         colour = _PALETTE[n % len(_PALETTE)]
-        parts.append(_poly([(x(a), y(b)) for a, b in pts], colour, 1.5, "5 3"))
+        line = _poly([(x(a), y(b)) for a, b in pts], colour, 2, f"6 {6 * (k - 1)}" if k > 1
+                     else "5 3")
+        parts.append(line.replace("/>", f" stroke-dashoffset='{6 * (n % k)}'/>"))
         legend.append((colour, f"{name} ({dtype})"))
         far = max(math.dist(p, q) for p, q in zip(pts, oracle))
         rows.append(f"<tr><td class=l><span style='color:{colour}'>■</span> "
                     f"{_name(name)}</td><td>{dtype}</td><td>{far:.2g}</td>"
                     f"<td>({pts[-1][0]:.6g}, {pts[-1][1]:.6g})</td></tr>")
-    parts += _axes(ml, mt, w, h, [-45, 45], -25, 25, "x", "")
+    parts += _axes(ml, mt, w, h, [-45, 45], -25, 25, "x", "y")
     width, height = ml + w + 10, mt + h + 26
     svg = (f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
            f"viewBox='0 0 {width} {height}' role='img' aria-label='seed picture'>"

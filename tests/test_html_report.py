@@ -102,7 +102,8 @@ EFFORT = "thorough"
 DEVIATIONS_FILE = "my-known-deviations.toml"
 PACKAGE = {"name": "fakeopt", "version": "1.2.3", "source": "declared by the backend"}
 NO_CUDA = "no CUDA device on this machine"
-NOT_DECLARED = "feature(s) not declared: maximize"
+UNDECLARED_FEATURE = "maximize"
+NOT_DECLARED = f"feature(s) not declared: {UNDECLARED_FEATURE}"
 PROPS = {p.id: p for p in CATALOGUE}
 
 
@@ -149,6 +150,7 @@ def _common() -> list[dict[str, Any]]:
                     ratio_samples=[0.01, 0.5]),
             _result("P6", "pass", examples=10),
             _result("P9", "unsupported", reason=NOT_DECLARED),
+            _result("P1", "unsupported", dtype="complex64", reason="dtype complex64 not declared"),
             _result("P1", "unsupported", device="cuda", reason=NO_CUDA)]
 
 
@@ -314,7 +316,8 @@ def test_unsupported_cells_say_why(tree):
     assert "unsupported" in absent.classes and "not available here" in absent.text()
     # the reasons themselves are on the page, readable without hovering
     assert "capturable=True needs a CUDA device" in tree.ids["b-cudaonly"].text()
-    assert NOT_DECLARED in tree.ids["b-good"].text()
+    row = tree.ids["b-good"].text()
+    assert "not declared" in row and UNDECLARED_FEATURE in row and "complex64" in row
 
 
 def test_not_measured_is_distinct_from_a_measured_zero(tree):
