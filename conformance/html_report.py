@@ -341,7 +341,10 @@ def _counterexample(doc: dict[str, Any], r: dict[str, Any], ex: dict[str, Any] |
                  ("observed", _fmt(v.get("observed"))),
                  ("bound", f"{_fmt(v.get('bound'))} (allowed: {K:g} × bound)")]
     if ex is None or "inputs" not in ex:
-        why = (ex or {}).get("not_recorded") or "not recorded in this report"
+        why = ((ex or {}).get("not_recorded")
+               or ("the counterexample holds no case of parameters and steps (the message "
+                   "says what was violated; the replay has the rest)" if ex and ex.get("violation")
+                   else "not recorded in this report"))
         rows.append(("inputs", f"<small>{escape(why)}</small>"))
         rows.append(("message", f"<pre>{escape(r.get('message', ''))}</pre>"))
     if r.get("replay"):

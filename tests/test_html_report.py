@@ -191,6 +191,12 @@ def docs() -> list[dict[str, Any]]:
         _result("P13", "fail", dtype=None, rule="R6", label="semantic", examples=1,
                 message=f"violates R6: {REJECT}")],
         evidence={"seed": _seed(-0.5), "counterexamples": {
+            "P13-None-cpu": {
+                "violation": {"rule": "R6", "kind": "value", "step": None, "param": None,
+                              "field": None, "index": None, "expected": None,
+                              "observed": None, "bound": None, "cause": None,
+                              "message": REJECT},
+                "label": "semantic"},
             "P11-float32-cpu": {
                 "violation": {"rule": "R14", "kind": "structure", "step": 0, "param": 0,
                               "field": "square_avg", "index": None, "expected": None,
@@ -401,6 +407,7 @@ def test_a_violation_without_numbers_shows_none(tree):
     assert not {"expected (exact)", "observed", "bound"} & set(rows)
     rows = _counterexample(tree, REJECT)
     assert not {"expected (exact)", "observed", "bound"} & set(rows)
+    assert REJECT in rows["message"] and "not recorded" not in rows["inputs"]
     # the R6 group's target has no dtype, and says so
     (group,) = [n for n in tree.root.find_all(cls="group") if REJECT in n.text()]
     assert "no dtype" in group.text() and "-, " not in group.find_all("p")[0].text()
