@@ -70,6 +70,7 @@ overflow-wrap:anywhere}.group p a{overflow-wrap:anywhere}
 .cx{background:#fafbfc;border:1px solid #e1e4e8;border-radius:6px;padding:.4em .8em}
 .cx table td{text-align:left;overflow-wrap:anywhere}.cx{overflow-x:auto}
 details>summary{cursor:pointer}svg{max-width:100%;height:auto}
+td>svg,svg.full{max-width:none}
 .legend{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:4px 16px;font-size:13px}
 .legend span{display:inline-block;width:22px;height:4px;vertical-align:middle;
 margin-right:5px}
@@ -628,7 +629,7 @@ def _distribution(docs: list[dict[str, Any]]) -> str:
     parts.append(f"<text x='{label_w + (width - label_w) / 2}' y='{height - 8}' font-size='11' "
                  "text-anchor='middle'>largest |impl − exact| / bound per example (log scale; "
                  f"the darker, the more examples); red line: allowed {K:g}</text>")
-    return (f"<div class=scroll><svg xmlns='http://www.w3.org/2000/svg' width='{width}' "
+    return (f"<div class=scroll><svg class=full xmlns='http://www.w3.org/2000/svg' width='{width}' "
             f"height='{height}' viewBox='0 0 {width} {height}' role='img' "
             "aria-label='error/bound distribution'>" + "".join(parts) + "</svg></div>")
 
