@@ -302,6 +302,17 @@ def _fmt(x: Any) -> str:
     return repr(v) if not math.isfinite(v) else f"{v:.6g}"
 
 
+def _distinct(values: Sequence[float], least: int) -> list[str]:
+    """``values`` with the fewest significant digits (``least`` at the fewest) that tell them
+    apart: an expected and an observed value that differ in the 8th digit do not both read
+    0.786251."""
+    for digits in range(least, 18):
+        out = [f"{v:.{digits}g}" if math.isfinite(v) else repr(v) for v in values]
+        if len(set(out)) == len(set(values)):
+            return out
+    return [repr(v) for v in values]
+
+
 def _hint(r: dict[str, Any], ex: dict[str, Any] | None) -> str:
     label = {"semantic": "semantic: a formula differs from the spec (it fails in float64 too)",
              "numerical": "numerical: only in low precision or at extreme magnitudes"}.get(
@@ -338,8 +349,9 @@ def _counterexample(doc: dict[str, Any], r: dict[str, Any], ex: dict[str, Any] |
     if what:
         rows.append(("violation", ": ".join(what)))
     if v.get("expected") is not None:
-        rows += [("expected (exact)", _fmt(v.get("expected"))),
-                 ("observed", _fmt(v.get("observed"))),
+        e, o = (_distinct([number(v["expected"]), number(v["observed"])], 6)
+                if v.get("observed") is not None else (_fmt(v["expected"]), _fmt(None)))
+        rows += [("expected (exact)", e), ("observed", o),
                  ("bound", f"{_fmt(v.get('bound'))} (allowed: {K:g} × bound)")]
     if ex is None or "inputs" not in ex:
         why = ((ex or {}).get("not_recorded")
@@ -453,7 +465,7 @@ def _poly(points: Iterable[tuple[float, float]], colour: str, width: float = 1.5
 def _series_svg(steps: Sequence[dict[str, Any]], what: str) -> str:
     """Two panels: values (implementation, exact, exact ± K·bound) and |impl − exact| / bound,
     over the counterexample's steps; a non-finite value marked at the top."""
-    w, h, ml, mb, mt = 200, 110, 56, 26, 14
+    w, h, mb, mt = 200, 110, 26, 14
     ks = [s["step"] for s in steps]
     obs = [number(s["observed"]) for s in steps]
     ex = [number(s["exact"]) for s in steps]
@@ -465,6 +477,7 @@ def _series_svg(steps: Sequence[dict[str, Any]], what: str) -> str:
     lo, hi = lo - pad, hi + pad
     nonfinite = not all(math.isfinite(o) for o in obs)
     hi += (hi - lo) * 0.15 * nonfinite  # room at the top for the ✕ of a non-finite value
+    ml = max(56, 8 + round(5.5 * max(len(t) for t in _distinct(_ticks(lo, hi, False), 4))))
     x = _scale(min(ks), max(ks) if len(ks) > 1 else min(ks) + 1, ml, ml + w)
     y = _scale(lo, hi, mt + h, mt)
     band_top = [(x(k), y(e + b)) for k, e, b in zip(ks, ex, bd) if math.isfinite(e + b)]
@@ -561,8 +574,10 @@ def _axes(x0: float, y0: float, w: float, h: float, ks: Sequence[int], lo: float
     lowest decade stands for 0."""
     y = _scale(lo, hi, y0 + h, y0)
     out = []
-    for n, t in enumerate(_ticks(lo, hi, log)):
-        label = ("0" if zero and n == 0 else f"1e{int(t)}") if log else f"{t:.4g}"
+    ticks = _ticks(lo, hi, log)
+    linear = _distinct(ticks, 4)
+    for n, t in enumerate(ticks):
+        label = ("0" if zero and n == 0 else f"1e{int(t)}") if log else linear[n]
         out.append(f"<text x='{x0 - 3}' y='{y(t) + 3:.1f}' font-size='9' text-anchor='end'>"
                    f"{label}</text><line x1='{x0}' x2='{x0 + 3}' y1='{y(t):.1f}' "
                    f"y2='{y(t):.1f}' stroke='#999'/>")

@@ -411,3 +411,25 @@ def test_a_violation_without_numbers_shows_none(tree):
     # the R6 group's target has no dtype, and says so
     (group,) = [n for n in tree.root.find_all(cls="group") if REJECT in n.text()]
     assert "no dtype" in group.text() and "-, " not in group.find_all("p")[0].text()
+
+
+def test_close_values_read_apart():
+    """An expected and an observed value that differ in the 8th digit: the counterexample and
+    the plot's tick labels give as many digits as tell them apart."""
+    expected, observed = 0.78625125, 0.7862513
+    ds = docs()
+    ex = ds[2]["evidence"]["counterexamples"]["P2-float32-cpu"]
+    ex["violation"].update(expected=expected, observed=observed)
+    ex["series"]["steps"] = [{"step": 0, "observed": observed, "exact": expected,
+                              "bound": 1e-17}]
+    tree = parse(html_report.render(ds))
+    rows = _counterexample(tree, REPLAY)
+    shown = float(rows["expected (exact)"]), float(rows["observed"])
+    gap = abs(observed - expected)
+    assert shown[0] < shown[1], shown  # apart, in their order
+    assert abs(shown[0] - expected) <= gap and abs(shown[1] - observed) <= gap, shown
+    (svg,) = [n for n in tree.ids["t-broken-P2-float32-cpu"].find_all("svg")
+              if not any(a.tag == "svg" for a in n.ancestors())]
+    ticks = [n.text() for n in svg.find_all("text") if n.attrs.get("text-anchor") == "end"
+             and n.text().startswith("0.")]
+    assert len(ticks) == 3 and len(set(ticks)) == 3, ticks
