@@ -45,7 +45,7 @@ h3{margin:1.2em 0 .3em}h4{margin:.8em 0 .3em}
 .scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #d0d0d0;padding:3px 6px;
 font-size:13px;text-align:center;vertical-align:middle}th{background:#f3f3f3;font-weight:600}
-td.l,th.l{text-align:left}small{color:#555}
+td.l,th.l{text-align:left}td.why{min-width:12em}small{color:#555}
 a{color:#0550ae}td a{color:inherit;text-decoration:none;display:block}
 td a:hover{text-decoration:underline}
 .facts{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;font-size:13px;
@@ -204,8 +204,8 @@ def _overview(docs: list[dict[str, Any]]) -> str:
             f"<td>{escape(d['backend']['capabilities'].get('profile', ''))}"
             f"{' (identified)' if d['backend'].get('identified') else ''}</td>"
             f"<td>{escape(d.get('effort') or '')}</td><td>{c['pass']}</td><td>{c['known']}</td>"
-            f"<td>{c['fail']}</td><td>{c['error']}</td><td>{_unsupported_counts(d)}</td>"
-            f"<td class=l><small>{_not_here(d)}</small></td></tr>")
+            f"<td>{c['fail']}</td><td>{c['error']}</td><td class=why>{_unsupported_counts(d)}"
+            f"</td><td class='l why'><small>{_not_here(d)}</small></td></tr>")
     rows.append("</table></div>")
     return "\n".join(rows)
 
