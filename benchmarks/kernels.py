@@ -34,8 +34,10 @@ it ran at another size than the update):
 - the same threads and schedule: both are numba prange loops over 1-D float32 arrays run by the
   same numba thread pool (--threads sets numba and torch alike);
 - the same warm-up and statistic: every contender of a row runs in turns of blocks (each block
-  after one untimed call), so a busy spell on a shared machine slows them all alike, and the share
-  is best-of-N over best-of-N, with N printed (median over median is printed next to it);
+  after a pause and one untimed call, the order turning each round, so that torch's spinning
+  OpenMP threads never always precede the same contender), so a busy spell on a shared machine
+  slows them all alike; the share is best-of-N over best-of-N, with N printed (median over median
+  is printed next to it, for information: medians carry more of the machine's noise);
 - the update carries its host code (views, dtype dispatch) and the stream kernel does not: a
   bias against numba, never for it.
 
@@ -84,19 +86,23 @@ def in_place_arrays(hp: HParams) -> int:
 
 
 def times(fns: list[Callable[[], object]], budget_s: float, rounds: int = 5,
-          min_reps: int = 3) -> list[list[float]]:
+          min_reps: int = 3, pause_s: float = 0.05) -> list[list[float]]:
     """Seconds of every timed call of each of ``fns``.
 
     ``rounds`` times, each function in turn runs a block of calls (its share of ``budget_s``,
     at least ``min_reps``) after one untimed call, so that a busy spell on a shared machine slows
     every contender alike. Blocks rather than single alternating calls: numba's and torch's thread
     pools each spin for a while after their work, and alternating call by call would measure that
-    contention instead of the kernels.
+    contention instead of the kernels. For the same reason each block starts after ``pause_s`` of
+    idleness (the previous pool's threads stop spinning), and the order turns by one each round,
+    so no contender always follows the same one.
     """
     out: list[list[float]] = [[] for _ in fns]
     block_s = budget_s / (rounds * len(fns))
-    for _ in range(rounds):
-        for fn, ts in zip(fns, out):
+    for r in range(rounds):
+        for j in range(len(fns)):
+            fn, ts = fns[(j + r) % len(fns)], out[(j + r) % len(fns)]
+            time.sleep(pause_s)
             fn()
             start = time.perf_counter()
             reps = 0
