@@ -94,6 +94,10 @@ class Optax(OptaxTxBackend):
     def __init__(self, bucket_shapes: bool = True) -> None:
         super().__init__(rmsprop_with_decay, DriverConfig(profile=self.profile, fixed=self.fixed),
                          self.name, self.description, bucket_shapes=bucket_shapes)
+        # The optimizer under test is optax's (rmsprop_with_decay only chains it after
+        # optax.add_decayed_weights), not this module's.
+        self.package = ("optax", optax.__version__)
+        self._caps = self._capabilities(self.description)  # described with that package
 
 
 class OptaxEpsOutside(Optax):
@@ -183,6 +187,7 @@ class ExampleLibraries:
 
     def __init__(self, bucket_shapes: bool = True) -> None:
         self.bucket_shapes = bucket_shapes
+        self.package = ("jax", jax.__version__)  # jax.example_libraries is part of jax
 
     def capabilities(self) -> Capabilities:
         features = {"lr_schedule", "multi_param", "mixed_dtypes", "state_readout", "state_load",
