@@ -32,14 +32,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from string import ascii_lowercase
 
+from conformance import tomlfile
 from conformance.case import DTYPES
 from conformance.causes import EXCUSABLE
 from spec.rules import RULE_TITLES
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
 
 _FIELDS = {"backend", "property", "dtype", "rule", "reason", "link", "device", "cause"}
 NONFINITE_RULE = "R27"
@@ -114,14 +110,7 @@ def load(path: str | Path, backends: Iterable[str] = (), devices: Iterable[str] 
     that match some property, rule, dtype, device and backend (a bundled one, an installed
     entry point, or one of ``backends``, the names being certified; ``devices``: theirs)."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DeviationsError(f"cannot read known-deviations file {str(path)!r}: "
-                              f"{exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise DeviationsError(f"known-deviations file {str(path)!r} is not valid TOML: "
-                              f"{exc}") from None
+    data = tomlfile.read(path, "known-deviations file", DeviationsError)
     entries = data.get("deviation", [])
     unknown = set(data) - {"deviation"}
     if unknown or not isinstance(entries, list):

@@ -16,11 +16,7 @@ import json
 import os
 from typing import Any
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
-
+from conformance import tomlfile
 from conformance.backend import Backend, Capabilities
 from implementations.drivers import DRIVERS
 from implementations.drivers.config import DriverConfig, DriverConfigError, load_file
@@ -111,8 +107,8 @@ def _options(spec: str, text: str) -> dict[str, Any]:
         if not key or not eq:
             raise BackendLoadError(f"{spec!r}: option {item!r} is not KEY=VALUE")
         try:
-            out[key] = tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError:
+            out[key] = tomlfile.loads(f"v = {value}")["v"]
+        except tomlfile.TOMLDecodeError:
             out[key] = value  # a bare word is a string
     return out
 

@@ -9,10 +9,11 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from conformance.backend import Capabilities
 from implementations.drivers.config import DriverConfig, DriverConfigError
 
-__all__ = ["ALWAYS", "FEATURE_KEYWORDS", "features_of", "gaps", "keywords_of",
-           "missing_required", "off_value", "package_of", "qualname", "resolve",
+__all__ = ["ALWAYS", "FEATURE_KEYWORDS", "DrivenBackend", "check_keywords", "features_of",
+           "gaps", "keywords_of", "off_value", "package_of", "qualname", "resolve",
            "takes_var_keyword"]
 
 # Spec hyperparameters whose keyword, when the implementation takes it, makes a feature of the
@@ -77,11 +78,25 @@ def takes_var_keyword(factory: Callable[..., Any]) -> bool:
     return any(p.kind is p.VAR_KEYWORD for p in params)
 
 
-def missing_required(accepted: Mapping[str, inspect.Parameter], mapped: set[str],
-                     skip: int = 0) -> list[str]:
-    """Required parameters (after the first ``skip``) that no mapping provides."""
+def check_keywords(name: str, implementation: Callable[..., Any],
+                   accepted: Mapping[str, inspect.Parameter], mapped: set[str],
+                   fixed: Mapping[str, Any], skip: int = 0) -> None:
+    """DriverConfigError unless every required parameter of ``implementation`` (after the
+    first ``skip``: torch's ``params``) is provided by a mapping (``mapped``: the keywords a
+    spec name, a fixed value or a convention axis gives) and every ``[fixed]`` keyword is one
+    it takes (or it takes ``**kwargs``)."""
     params = list(accepted.values())[skip:]
-    return [p.name for p in params if p.default is p.empty and p.name not in mapped]
+    missing = [p.name for p in params if p.default is p.empty and p.name not in mapped]
+    if missing:
+        raise DriverConfigError(
+            f"{name}: {qualname(implementation)} needs argument {missing[0]!r}, which matches "
+            "no spec hyperparameter; give its value in [fixed] or its spec name in "
+            "[hyperparameters] of a driver file")
+    bad = [] if takes_var_keyword(implementation) else sorted(set(fixed) - set(accepted))
+    if bad:
+        raise DriverConfigError(f"{name}: {qualname(implementation)} takes no keyword "
+                                f"{bad[0]!r} (from [fixed]); it takes: "
+                                f"{', '.join(p.name for p in params)}")
 
 
 def off_value(accepted: Mapping[str, inspect.Parameter], keyword: str, value: Any) -> Any:
@@ -140,3 +155,23 @@ def gaps(config: DriverConfig, default_profile: str, features: set[str], *,
     elif state_problem:
         parts.append(state_problem)
     return parts
+
+
+class DrivenBackend:
+    """What a driver's backend shares: capabilities computed once, when it reads the
+    implementation, and a state that is read but not loaded when some of it has no spec name."""
+
+    _caps: Capabilities
+    loadable: bool
+    state_problem: str | None
+
+    def capabilities(self) -> Capabilities:
+        return self._caps
+
+    def _unmatched_state(self, what: str, extra: list[str]) -> None:
+        """``extra``: the implementation's state ``what`` (keys, fields…) no spec name matches;
+        a loaded state would miss them."""
+        self.loadable = not extra
+        if extra:
+            self.state_problem = (f"{what} {', '.join(extra)} match no spec name: the state is "
+                                  "read, not loaded")

@@ -28,11 +28,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
-
+from conformance import tomlfile
 from spec.rmsprop import PROFILES, HParams
 
 # Spec hyperparameter name -> the keywords implementations use for it, most common first.
@@ -101,13 +97,7 @@ class DriverConfig:
 def load_file(path: str | Path) -> tuple[str, DriverConfig]:
     """``(implementation, config)`` from a TOML driver file; DriverConfigError when malformed."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DriverConfigError(f"cannot read driver file {str(path)!r}: "
-                                f"{exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise DriverConfigError(f"driver file {str(path)!r} is not valid TOML: {exc}") from None
+    data = tomlfile.read(path, "driver file", DriverConfigError)
     bad = sorted(set(data) - _KEYS)
     if bad:
         raise DriverConfigError(f"{path}: unknown key {bad[0]!r}; allowed: "

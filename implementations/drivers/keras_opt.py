@@ -48,15 +48,15 @@ import numpy as np
 from conformance.backend import Capabilities
 from conformance.case import DTYPES, Case, Trajectory, np_dtype
 from implementations.drivers._common import (
+    DrivenBackend,
+    check_keywords,
     features_of,
     gaps,
     keywords_of,
-    missing_required,
     off_value,
     package_of,
     qualname,
     resolve,
-    takes_var_keyword,
 )
 from implementations.drivers.config import (
     STATE_SYNONYMS,
@@ -84,7 +84,7 @@ def _keras() -> Any:
                                 "one with KERAS_BACKEND=numpy (or jax, torch)") from None
 
 
-class KerasOptimizerBackend:
+class KerasOptimizerBackend(DrivenBackend):
     """A Keras 3 optimizer class driven as a conformance backend."""
 
     def __init__(self, cls: Callable[..., Any], config: DriverConfig, name: str) -> None:
@@ -101,7 +101,8 @@ class KerasOptimizerBackend:
         self.flags: dict[str, Any] = dict(config.fixed)
         self.keywords = keyword_map(cls, config)
         self.accepted = keywords_of(cls)
-        self._check_keywords()
+        check_keywords(name, cls, self.accepted, set(self.keywords.values()) | set(self.flags),
+                       self.flags)
         self.package = package_of(cls)
         self.backend_name = self.keras.backend.backend()
         self.state_attrs: dict[str, str] = {}
@@ -112,20 +113,6 @@ class KerasOptimizerBackend:
         self._caps = self._capabilities()
 
     # -- loading -------------------------------------------------------------------------------
-    def _check_keywords(self) -> None:
-        mapped = set(self.keywords.values()) | set(self.flags)
-        missing = missing_required(self.accepted, mapped)
-        if missing:
-            raise DriverConfigError(
-                f"{self.name}: {qualname(self.cls)} needs argument {missing[0]!r}, which "
-                "matches no spec hyperparameter; give its value in [fixed] or its spec name in "
-                "[hyperparameters] of a driver file")
-        bad = sorted(set(self.flags) - set(self.accepted))
-        if bad and not takes_var_keyword(self.cls):
-            raise DriverConfigError(f"{self.name}: {qualname(self.cls)} takes no keyword "
-                                    f"{bad[0]!r} (from [fixed]); it takes: "
-                                    f"{', '.join(self.accepted)}")
-
     def _construct(self, kwargs: Mapping[str, Any]) -> Any:
         return self.cls(**kwargs)
 
@@ -195,10 +182,7 @@ class KerasOptimizerBackend:
             n for n, a in attrs.items() if n != "step"
             and float(np.sum(self._host(getattr(opt, a)[0].value, np.float32))) < 0)
         extra = sorted(set(lists) - set(attrs.values()))
-        self.loadable = not extra
-        if extra:
-            self.state_problem = (f"per-variable state {', '.join(extra)} matches no spec name: "
-                                  "the state is read, not loaded")
+        self._unmatched_state("per-variable state lists", extra)
 
     def _probe_dtypes(self) -> frozenset[str]:
         if self.config.dtypes is not None:
@@ -216,9 +200,6 @@ class KerasOptimizerBackend:
         return frozenset(out)
 
     # -- the backend contract ------------------------------------------------------------------
-    def capabilities(self) -> Capabilities:
-        return self._caps
-
     def _capabilities(self) -> Capabilities:
         found = {"lr_schedule"} if self.schedulable else set()
         features = features_of(self.name, self.cls, self.keywords, self.config, found=found,

@@ -59,15 +59,15 @@ from implementations._jax_common import (
     unavailable,
 )
 from implementations.drivers._common import (
+    DrivenBackend,
+    check_keywords,
     features_of,
     gaps,
     keywords_of,
-    missing_required,
     off_value,
     package_of,
     qualname,
     resolve,
-    takes_var_keyword,
 )
 from implementations.drivers.config import (
     STATE_SYNONYMS,
@@ -122,7 +122,7 @@ def _replace(tree: Any, path: tuple[Any, ...], value: Any) -> Any:
     return type(tree)(items)
 
 
-class OptaxTxBackend:
+class OptaxTxBackend(DrivenBackend):
     """An optax ``GradientTransformation`` factory driven as a conformance backend."""
 
     def __init__(self, factory: Callable[..., Any], config: DriverConfig, name: str,
@@ -148,7 +148,9 @@ class OptaxTxBackend:
                 fixed_axes[axis] = self.flags[kw]
             else:
                 self.axes[axis] = kw
-        self._check_keywords()
+        check_keywords(name, factory, self.accepted,
+                       set(self.keywords.values()) | set(self.flags) | set(self.axes.values()),
+                       self.flags)
         profile = HParams.from_profile(config.profile or DEFAULT_PROFILE)
         self.conventions = {**{a: v for a, v in fixed_axes.items() if getattr(profile, a) != v},
                             **config.conventions}
@@ -160,21 +162,6 @@ class OptaxTxBackend:
         self._caps = self._capabilities(description)
 
     # -- loading -------------------------------------------------------------------------------
-    def _check_keywords(self) -> None:
-        mapped = set(self.keywords.values()) | set(self.flags) | set(self.axes.values())
-        missing = missing_required(self.accepted, mapped)
-        if missing:
-            raise DriverConfigError(
-                f"{self.name}: {qualname(self.factory)} needs argument {missing[0]!r}, which "
-                "matches no spec hyperparameter; give its value in [fixed] or its spec name in "
-                "[hyperparameters] of a driver file")
-        bad = [] if takes_var_keyword(self.factory) else sorted(set(self.flags)
-                                                                 - set(self.accepted))
-        if bad:
-            raise DriverConfigError(f"{self.name}: {qualname(self.factory)} takes no keyword "
-                                    f"{bad[0]!r} (from [fixed]); it takes: "
-                                    f"{', '.join(self.accepted)}")
-
     def _probe(self) -> None:
         """Construct, init and update once: a transformation, and its state's named fields."""
         hp = self._hparams().replace(
@@ -227,15 +214,9 @@ class OptaxTxBackend:
         self.negated = frozenset(n for n, f in fields.items() if n != "step" and float(
             np.sum(jax.tree.leaves(jax.device_get(arrays[f]))[0])) < 0)
         extra = sorted(set(arrays) - set(fields.values()))
-        self.loadable = not extra
-        if extra:
-            self.state_problem = (f"state fields {', '.join(extra)} match no spec name: the "
-                                  "state is read, not loaded")
+        self._unmatched_state("state fields", extra)
 
     # -- the backend contract ------------------------------------------------------------------
-    def capabilities(self) -> Capabilities:
-        return self._caps
-
     def _capabilities(self, description: str) -> Capabilities:
         found = {"lr_schedule"} if "lr" in self.keywords else set()
         features = features_of(self.name, self.factory, self.keywords, self.config, found=found,

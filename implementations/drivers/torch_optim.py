@@ -53,10 +53,16 @@ from implementations._torch_common import (
     to_numpy,
     to_torch,
 )
-from implementations.drivers._common import features_of, gaps, package_of, resolve
+from implementations.drivers._common import (
+    DrivenBackend,
+    check_keywords,
+    features_of,
+    gaps,
+    package_of,
+    resolve,
+)
 from implementations.drivers._common import keywords_of as _keywords_of
 from implementations.drivers._common import qualname as _qualname
-from implementations.drivers._common import takes_var_keyword as _takes_var_keyword
 from implementations.drivers.config import (
     STATE_SYNONYMS,
     DriverConfig,
@@ -82,7 +88,7 @@ def _is_optimizer_class(obj: Any) -> bool:
     return isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer)
 
 
-class TorchOptimBackend:
+class TorchOptimBackend(DrivenBackend):
     """A ``torch.optim.Optimizer`` class or factory driven as a conformance backend."""
 
     def __init__(self, factory: Callable[..., Any], config: DriverConfig, name: str,
@@ -101,28 +107,14 @@ class TorchOptimBackend:
         accepted = _keywords_of(factory)
         self.axes = tuple(a for a in AXIS_KEYWORDS if a in accepted and a not in self.flags)
         self.paths = tuple(f for f in CODE_PATH_FLAGS if f in accepted)
-        self._check_required(accepted)
+        check_keywords(name, factory, accepted,
+                       set(self.keywords.values()) | set(self.flags) | set(self.axes),
+                       self.flags, skip=1)
         self.package = package_of(factory)
         self._probe()
         self._caps = self._capabilities(description)
 
     # -- loading -------------------------------------------------------------------------------
-    def _check_required(self, accepted: dict[str, inspect.Parameter]) -> None:
-        mapped = set(self.keywords.values()) | set(self.flags) | set(self.axes)
-        params = list(accepted.values())
-        missing = [p.name for p in params[1:] if p.default is p.empty and p.name not in mapped]
-        if missing:
-            raise DriverConfigError(
-                f"{self.name}: {_qualname(self.factory)} needs argument {missing[0]!r}, which "
-                "matches no spec hyperparameter; give its value in [fixed] or its spec name in "
-                "[hyperparameters] of a driver file")
-        bad = sorted(set(self.flags) - set(accepted)) if not _takes_var_keyword(self.factory) \
-            else []
-        if bad:
-            raise DriverConfigError(f"{self.name}: {_qualname(self.factory)} takes no keyword "
-                                    f"{bad[0]!r} (from [fixed]); it takes: "
-                                    f"{', '.join(list(accepted)[1:])}")
-
     def _probe(self) -> None:
         """Construct and step once: the optimizer works, its state keys, a tensor lr."""
         hp = self._hparams().replace(
@@ -179,15 +171,9 @@ class TorchOptimBackend:
         step = found[keys["step"]]
         self.step_dtype = step.dtype if isinstance(step, torch.Tensor) else None
         extra = sorted(set(found) - set(keys.values()))
-        self.loadable = not extra
-        if extra:
-            self.state_problem = (f"state keys {', '.join(extra)} match no spec name: the state "
-                                  "is read, not loaded")
+        self._unmatched_state("state keys", extra)
 
     # -- the backend contract ------------------------------------------------------------------
-    def capabilities(self) -> Capabilities:
-        return self._caps
-
     def _devices(self) -> tuple[str, ...]:
         devices, _ = available_devices()
         if self.flags.get("capturable"):
