@@ -11,6 +11,7 @@ from typing import Any
 
 from conformance.backend import Capabilities
 from implementations.drivers.config import DriverConfig, DriverConfigError
+from spec.rmsprop import CONVENTION_AXES, HParams
 
 __all__ = ["ALWAYS", "FEATURE_KEYWORDS", "DrivenBackend", "check_keywords", "features_of",
            "gaps", "keywords_of", "off_value", "package_of", "qualname", "resolve",
@@ -162,11 +163,27 @@ class DrivenBackend:
     implementation, and a state that is read but not loaded when some of it has no spec name."""
 
     _caps: Capabilities
+    keywords: Mapping[str, str]  # spec name -> the implementation's keyword
     loadable: bool
     state_problem: str | None
+    _hparams: Callable[[], HParams]  # the claimed profile and conventions
 
     def capabilities(self) -> Capabilities:
         return self._caps
+
+    def _settings_missing(self, hp: HParams) -> list[str]:
+        """What of ``hp`` this implementation has no setting for: a convention axis other than
+        the claimed one (unless passed from the case, ``axes``), a feature without a keyword."""
+        claimed, from_case = self._hparams(), getattr(self, "axes", ())
+        wrong = [f"{a}={getattr(hp, a)!r} (fixed to {getattr(claimed, a)!r})"
+                 for a in CONVENTION_AXES if a not in from_case
+                 and getattr(hp, a) != getattr(claimed, a)]
+        wrong += [f"{f}=True (no keyword)" for f in ("centered", "maximize", "nesterov",
+                                                        "bias_correction")
+                  if getattr(hp, f) and f not in self.keywords]
+        wrong += [f"{f}={getattr(hp, f)!r} (no keyword)" for f in ("weight_decay", "momentum")
+                  if getattr(hp, f) != 0 and f not in self.keywords]
+        return wrong
 
     def _unmatched_state(self, what: str, extra: list[str]) -> None:
         """``extra``: the implementation's state ``what`` (keys, fields…) no spec name matches;

@@ -319,15 +319,8 @@ class OptaxTxBackend(DrivenBackend):
 
     def _check_case(self, case: Case) -> None:
         """Raise ValueError for a case this implementation has no setting for."""
-        hp, claimed = case.hp, self._hparams()
-        wrong = [f"{a}={getattr(hp, a)!r} (fixed to {getattr(claimed, a)!r})"
-                 for a in CONVENTION_AXES if a not in self.axes
-                 and getattr(hp, a) != getattr(claimed, a)]
-        wrong += [f"{f}=True (no keyword)" for f in ("centered", "maximize", "nesterov",
-                                                        "bias_correction")
-                  if getattr(hp, f) and f not in self.keywords]
-        wrong += [f"{f}={getattr(hp, f)!r} (no keyword)" for f in ("weight_decay", "momentum")
-                  if getattr(hp, f) != 0 and f not in self.keywords]
+        hp = case.hp
+        wrong = self._settings_missing(hp)
         wrong += [f"dtype {d}" for d in sorted(set(case.dtypes) - self._caps.dtypes)]
         if case.device not in self._caps.devices:
             wrong.append(f"device {case.device!r} ({self._caps.unavailable.get(case.device, '')})")

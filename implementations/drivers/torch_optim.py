@@ -279,15 +279,7 @@ class TorchOptimBackend(DrivenBackend):
     def _check_case(self, hp: HParams) -> None:
         """Raise ValueError for a case this implementation has no setting for (never run it
         under other conventions or features than it has)."""
-        claimed = self._hparams()
-        wrong = [f"{a}={getattr(hp, a)!r} (fixed to {getattr(claimed, a)!r})"
-                 for a in CONVENTION_AXES if a not in self.axes
-                 and getattr(hp, a) != getattr(claimed, a)]
-        wrong += [f"{f}=True (no keyword)" for f in ("centered", "maximize", "nesterov",
-                                                        "bias_correction")
-                  if getattr(hp, f) and f not in self.keywords]
-        wrong += [f"{f}={getattr(hp, f)!r} (no keyword)" for f in ("weight_decay", "momentum")
-                  if getattr(hp, f) != 0 and f not in self.keywords]
+        wrong = self._settings_missing(hp)
         if wrong:
             raise ValueError(f"{self.name} cannot run this case: " + ", ".join(wrong))
 
