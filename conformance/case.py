@@ -9,7 +9,7 @@ hand to its framework without copying, e.g. ``torch.from_numpy``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -115,6 +115,19 @@ class Case:
 
     def replace(self, **changes) -> Case:
         return dataclasses.replace(self, **changes)
+
+    def map_arrays(self, fn: Callable[[np.ndarray], np.ndarray]) -> Case:
+        """The case with ``fn`` applied to every array: parameters, gradients, initial state
+        (a state's missing buffers stay None)."""
+        def opt(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else fn(a)
+
+        state = None if self.initial_state is None else tuple(
+            ParamState(s.step, opt(s.square_avg), opt(s.grad_avg), opt(s.momentum_buffer))
+            for s in self.initial_state)
+        return self.replace(params=tuple(fn(p) for p in self.params),
+                            grads=tuple(tuple(fn(g) for g in gs) for gs in self.grads),
+                            initial_state=state)
 
 
 @dataclasses.dataclass

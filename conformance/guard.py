@@ -26,7 +26,6 @@ import numpy as np
 
 from conformance.backend import Backend, Capabilities
 from conformance.case import Case, Trajectory
-from spec.rmsprop import ParamState
 
 
 class BackendError(Exception):
@@ -119,19 +118,10 @@ def _deadline(name: str, limit: float | None) -> Iterator[None]:
         done.set()
 
 
-def _copy(a: np.ndarray | None) -> np.ndarray | None:
-    return None if a is None else np.array(a, copy=True)
-
-
 def exposed_copy(case: Case) -> Case:
     """The case with fresh copies of every array: what a backend is handed, so that whatever it
     writes into its inputs (R24, P6's finding) cannot change the values the judge works from."""
-    state = None if case.initial_state is None else tuple(
-        ParamState(s.step, _copy(s.square_avg), _copy(s.grad_avg), _copy(s.momentum_buffer))
-        for s in case.initial_state)
-    return case.replace(params=tuple(_copy(p) for p in case.params),
-                        grads=tuple(tuple(_copy(g) for g in gs) for gs in case.grads),
-                        initial_state=state)
+    return case.map_arrays(lambda a: np.array(a, copy=True))
 
 
 def call_backend(backend: Backend, caps: Capabilities, case: Case,

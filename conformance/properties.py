@@ -20,7 +20,7 @@ from conformance.backend import Backend, Capabilities, RejectingBackend
 from conformance.case import Case, Trajectory, dtype_name
 from conformance.guard import call_backend, exposed_copy
 from conformance.tolerance import Judgement, Violation, judge
-from spec.rmsprop import HParams, ParamState, run
+from spec.rmsprop import HParams, run
 
 WIDE_OF = {"float16": "float64", "bfloat16": "float64", "float32": "float64",
            "complex64": "complex128"}
@@ -70,13 +70,7 @@ def _cast_array(a: np.ndarray | None, wide: dict[str, str]) -> np.ndarray | None
 
 def widen(case: Case) -> Case:
     """The same case in float64/complex128 (inputs converted exactly)."""
-    conv = lambda a: _cast_array(a, WIDE_OF)  # noqa: E731
-    state = None if case.initial_state is None else tuple(
-        ParamState(s.step, conv(s.square_avg), conv(s.grad_avg), conv(s.momentum_buffer))
-        for s in case.initial_state)
-    return case.replace(params=tuple(conv(p) for p in case.params),
-                        grads=tuple(tuple(conv(g) for g in gs) for gs in case.grads),
-                        initial_state=state)
+    return case.map_arrays(lambda a: _cast_array(a, WIDE_OF))
 
 
 def label_of(backend: Backend, caps: Capabilities, case: Case, violation: Violation,

@@ -171,6 +171,25 @@ class DrivenBackend:
     def capabilities(self) -> Capabilities:
         return self._caps
 
+    name: str
+    config: DriverConfig
+    package: tuple[str, str] | None
+
+    def _declare(self, default_profile: str, **fields: Any) -> Capabilities:
+        """The Capabilities (the claimed profile, or ``default_profile``); a declaration they
+        refuse (a driver file's) is a DriverConfigError naming the backend."""
+        try:
+            return Capabilities(profile=self.config.profile or default_profile, **fields)
+        except ValueError as exc:
+            raise DriverConfigError(f"{self.name}: {exc}") from None
+
+    def _package_text(self, framework: str) -> str:
+        """"timm 1.0.31, " when the implementation comes from a package other than
+        ``framework`` (whose version the description gives anyway), else ""."""
+        if self.package is None or self.package[0] == framework:
+            return ""
+        return f"{self.package[0]} {self.package[1]}, "
+
     def _settings_missing(self, hp: HParams) -> list[str]:
         """What of ``hp`` this implementation has no setting for: a convention axis other than
         the claimed one (unless passed from the case, ``axes``), a feature without a keyword."""

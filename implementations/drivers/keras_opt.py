@@ -204,18 +204,13 @@ class KerasOptimizerBackend(DrivenBackend):
         found = {"lr_schedule"} if self.schedulable else set()
         features = features_of(self.name, self.cls, self.keywords, self.config, found=found,
                                readable=bool(self.state_attrs), loadable=self.loadable)
-        try:
-            return Capabilities(profile=self.config.profile or DEFAULT_PROFILE,
-                                dtypes=self.dtypes, devices=("cpu",),
-                                features=frozenset(features),
-                                conventions=dict(self.config.conventions),
-                                description=self._describe(features))
-        except ValueError as exc:
-            raise DriverConfigError(f"{self.name}: {exc}") from None
+        return self._declare(DEFAULT_PROFILE, dtypes=self.dtypes, devices=("cpu",),
+                             features=frozenset(features),
+                             conventions=dict(self.config.conventions),
+                             description=self._describe(features))
 
     def _describe(self, features: set[str]) -> str:
-        package = "" if self.package is None or self.package[0] == "keras" else \
-            f"{self.package[0]} {self.package[1]}, "
+        package = self._package_text("keras")
         parts = [f"{qualname(self.cls)}, generic Keras driver ({package}keras "
                  f"{self.keras.__version__}, backend {self.backend_name}, floatx "
                  f"{self.keras.config.floatx()})"]

@@ -222,17 +222,13 @@ class OptaxTxBackend(DrivenBackend):
         features = features_of(self.name, self.factory, self.keywords, self.config, found=found,
                                readable=bool(self.state_fields), loadable=self.loadable)
         dtypes = frozenset(self.config.dtypes if self.config.dtypes is not None else DTYPES)
-        try:
-            return Capabilities(profile=self.config.profile or DEFAULT_PROFILE, dtypes=dtypes,
-                                devices=tuple(devices()), features=frozenset(features),
-                                conventions=dict(self.conventions), unavailable=unavailable(),
-                                description=self._describe(description, features))
-        except ValueError as exc:
-            raise DriverConfigError(f"{self.name}: {exc}") from None
+        return self._declare(DEFAULT_PROFILE, dtypes=dtypes, devices=tuple(devices()),
+                             features=frozenset(features), conventions=dict(self.conventions),
+                             unavailable=unavailable(),
+                             description=self._describe(description, features))
 
     def _describe(self, description: str, features: set[str]) -> str:
-        package = "" if self.package is None or self.package[0] == "optax" else \
-            f"{self.package[0]} {self.package[1]}, "
+        package = self._package_text("optax")
         versions = f"({package}optax {optax.__version__}, jax {jax.__version__})"
         if description:
             return f"{description} {versions}"

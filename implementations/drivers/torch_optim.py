@@ -190,17 +190,13 @@ class TorchOptimBackend(DrivenBackend):
             unavailable = {"cuda": "capturable=True needs a CUDA device; none on this machine"}
         conventions = dict(self.config.conventions)
         dtypes = frozenset(self.config.dtypes) if self.config.dtypes is not None else ALL_DTYPES
-        try:
-            return Capabilities(profile=self.config.profile or DEFAULT_PROFILE, dtypes=dtypes,
-                                devices=self._devices(), features=frozenset(features),
-                                conventions=conventions, unavailable=unavailable,
-                                description=self._describe(description, features))
-        except ValueError as exc:
-            raise DriverConfigError(f"{self.name}: {exc}") from None
+        return self._declare(DEFAULT_PROFILE, dtypes=dtypes, devices=self._devices(),
+                             features=frozenset(features), conventions=conventions,
+                             unavailable=unavailable,
+                             description=self._describe(description, features))
 
     def _describe(self, description: str, features: set[str]) -> str:
-        package = "" if self.package is None or self.package[0] == "torch" else \
-            f"{self.package[0]} {self.package[1]}, "
+        package = self._package_text("torch")
         if description:
             parts = [f"{description} ({package}torch {torch.__version__})"]
         else:
