@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from conformance.backend import Capabilities
-from implementations.drivers.config import DriverConfig, DriverConfigError
+from implementations.drivers.config import DriverConfig, DriverConfigError, keyword_map
 from spec.rmsprop import CONVENTION_AXES, HParams
 
 __all__ = ["ALWAYS", "FEATURE_KEYWORDS", "DrivenBackend", "check_keywords", "features_of",
@@ -174,6 +174,15 @@ class DrivenBackend:
     name: str
     config: DriverConfig
     package: tuple[str, str] | None
+
+    def _read(self, name: str, implementation: Callable[..., Any], config: DriverConfig) -> None:
+        """What every driver reads first: the name, the declared facts, the ``[fixed]``
+        keywords, the spec name → keyword map and the keywords it accepts."""
+        self.name = name
+        self.config = config
+        self.flags: dict[str, Any] = dict(config.fixed)
+        self.keywords = keyword_map(implementation, config)  # spec name -> its keyword
+        self.accepted = keywords_of(implementation)
 
     def _declare(self, default_profile: str, **fields: Any) -> Capabilities:
         """The Capabilities (the claimed profile, or ``default_profile``); a declaration they

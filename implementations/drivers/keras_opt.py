@@ -52,7 +52,6 @@ from implementations.drivers._common import (
     check_keywords,
     features_of,
     gaps,
-    keywords_of,
     off_value,
     package_of,
     qualname,
@@ -62,7 +61,6 @@ from implementations.drivers.config import (
     STATE_SYNONYMS,
     DriverConfig,
     DriverConfigError,
-    keyword_map,
 )
 from spec.rmsprop import CONVENTION_AXES, HParams, ParamState
 
@@ -95,12 +93,8 @@ class KerasOptimizerBackend(DrivenBackend):
                 f"{type(cls).__name__} object {cls!r}"
             raise DriverConfigError(f"{name}: {what} is not a keras.optimizers.Optimizer "
                                     "subclass")
-        self.name = name
+        self._read(name, cls, config)
         self.cls = cls
-        self.config = config
-        self.flags: dict[str, Any] = dict(config.fixed)
-        self.keywords = keyword_map(cls, config)
-        self.accepted = keywords_of(cls)
         check_keywords(name, cls, self.accepted, set(self.keywords.values()) | set(self.flags),
                        self.flags)
         self.package = package_of(cls)

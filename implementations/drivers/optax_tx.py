@@ -63,7 +63,6 @@ from implementations.drivers._common import (
     check_keywords,
     features_of,
     gaps,
-    keywords_of,
     off_value,
     package_of,
     qualname,
@@ -73,7 +72,6 @@ from implementations.drivers.config import (
     STATE_SYNONYMS,
     DriverConfig,
     DriverConfigError,
-    keyword_map,
 )
 from spec.rmsprop import CONVENTION_AXES, HParams, ParamState
 
@@ -130,13 +128,9 @@ class OptaxTxBackend(DrivenBackend):
         if not callable(factory):
             raise DriverConfigError(f"{name}: {type(factory).__name__} object {factory!r} is not "
                                     "a factory of optax.GradientTransformation")
-        self.name = name
+        self._read(name, factory, config)
         self.factory = factory
-        self.config = config
         self.bucket_shapes = bucket_shapes
-        self.flags: dict[str, Any] = dict(config.fixed)
-        self.keywords = keyword_map(factory, config)
-        self.accepted = keywords_of(factory)
         # axis -> keyword, for the axes each case sets; axes fixed in [fixed] are claimed.
         self.axes: dict[str, str] = {}
         fixed_axes: dict[str, Any] = {}

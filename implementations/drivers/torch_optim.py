@@ -67,7 +67,6 @@ from implementations.drivers.config import (
     STATE_SYNONYMS,
     DriverConfig,
     DriverConfigError,
-    keyword_map,
 )
 from spec.rmsprop import CONVENTION_AXES, HParams, ParamState
 
@@ -99,12 +98,9 @@ class TorchOptimBackend(DrivenBackend):
         if not callable(factory):
             raise DriverConfigError(f"{name}: {type(factory).__name__} object {factory!r} is not "
                                     "a torch.optim.Optimizer class or factory")
-        self.name = name
+        self._read(name, factory, config)
         self.factory = factory
-        self.config = config
-        self.flags: dict[str, Any] = dict(config.fixed)
-        self.keywords = keyword_map(factory, config)  # spec name -> the constructor's keyword
-        accepted = _keywords_of(factory)
+        accepted = self.accepted
         self.axes = tuple(a for a in AXIS_KEYWORDS if a in accepted and a not in self.flags)
         self.paths = tuple(f for f in CODE_PATH_FLAGS if f in accepted)
         check_keywords(name, factory, accepted,
