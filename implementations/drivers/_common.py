@@ -213,6 +213,20 @@ class DrivenBackend:
                   if getattr(hp, f) != 0 and f not in self.keywords]
         return wrong
 
+    def _state_missing(self, hp: HParams, found: Mapping[str, str], seen: list[str], what: str,
+                       always: tuple[str, ...] = ("square_avg",)) -> bool:
+        """Whether the probe (run with ``hp``) found no ``what`` (state key, field …) for a
+        spec state name ``hp`` creates (``found``: spec name → the implementation's name;
+        ``seen``: the names it has); if so ``state_problem`` says which and the state is not
+        read."""
+        expected = [*always, *(["grad_avg"] if hp.centered else []),
+                    *(["momentum_buffer"] if hp.momentum > 0 else [])]
+        missing = [n for n in expected if n not in found]
+        if missing:
+            self.state_problem = (f"no {what} for {', '.join(missing)} among "
+                                  f"{sorted(seen) or 'none'} (name it in [state])")
+        return bool(missing)
+
     def _unmatched_state(self, what: str, extra: list[str]) -> None:
         """``extra``: the implementation's state ``what`` (keys, fields…) no spec name matches;
         a loaded state would miss them."""

@@ -159,12 +159,7 @@ class KerasOptimizerBackend(DrivenBackend):
                 attr = next((by_word[s] for s in synonyms if s in by_word), None)
             if attr is not None:
                 attrs[spec_name] = attr
-        expected = ["square_avg", *(["grad_avg"] if hp.centered else []),
-                    *(["momentum_buffer"] if hp.momentum > 0 else [])]
-        missing = [n for n in expected if n not in attrs]
-        if missing:
-            self.state_problem = (f"no per-variable list for {', '.join(missing)} among "
-                                  f"{sorted(lists) or 'none'} (name it in [state])")
+        if self._state_missing(hp, attrs, sorted(lists), "per-variable list"):
             return
         step_attr = self.config.state.get("step", "iterations")
         if not isinstance(getattr(opt, step_attr, None), self.keras.Variable):

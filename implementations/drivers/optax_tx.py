@@ -196,12 +196,7 @@ class OptaxTxBackend(DrivenBackend):
             self.state_problem = (f"no state field for square_avg among "
                                   f"{sorted(arrays) or 'none'} (name it in [state])")
             return
-        expected = [*(["grad_avg"] if hp.centered else []),
-                    *(["momentum_buffer"] if hp.momentum > 0 else [])]
-        missing = [n for n in expected if n not in fields]
-        if missing:
-            self.state_problem = (f"no state field for {', '.join(missing)} among "
-                                  f"{sorted(arrays)} (name it in [state])")
+        if self._state_missing(hp, fields, sorted(arrays), "state field", always=()):
             return
         self.state_fields = fields
         # Every field the probe made is positive in the spec's convention (g > 0, from 0 or 1).

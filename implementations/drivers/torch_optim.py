@@ -156,12 +156,7 @@ class TorchOptimBackend(DrivenBackend):
                 (s for s in synonyms if s in found), None)
             if key is not None and key in found:
                 keys[spec_name] = key
-        expected = [*_REQUIRED_STATE, *(["grad_avg"] if hp.centered else []),
-                    *(["momentum_buffer"] if hp.momentum > 0 else [])]
-        missing = [n for n in expected if n not in keys]
-        if missing:
-            self.state_problem = (f"no state key for {', '.join(missing)} among "
-                                  f"{sorted(found) or 'none'} (name it in [state])")
+        if self._state_missing(hp, keys, sorted(found), "state key", always=_REQUIRED_STATE):
             return
         self.state_keys = keys
         step = found[keys["step"]]
