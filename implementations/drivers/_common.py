@@ -213,6 +213,17 @@ class DrivenBackend:
                   if getattr(hp, f) != 0 and f not in self.keywords]
         return wrong
 
+    def _fixed_axis(self, name: str, raw: Any) -> bool:
+        """Whether spec name ``name`` is a convention axis the implementation has no setting
+        for (then ``raw`` must be the claimed value: ValueError otherwise)."""
+        if name not in CONVENTION_AXES or name in getattr(self, "axes", ()):
+            return False
+        claimed = getattr(self._hparams(), name)
+        if raw != claimed:
+            raise ValueError(f"{self.name} has no {name} setting: it is fixed to {claimed!r}, "
+                             f"got {raw!r}")
+        return True
+
     def _state_missing(self, hp: HParams, found: Mapping[str, str], seen: list[str], what: str,
                        always: tuple[str, ...] = ("square_avg",)) -> bool:
         """Whether the probe (run with ``hp``) found no ``what`` (state key, field …) for a

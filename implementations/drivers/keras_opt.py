@@ -62,7 +62,7 @@ from implementations.drivers.config import (
     DriverConfig,
     DriverConfigError,
 )
-from spec.rmsprop import CONVENTION_AXES, HParams, ParamState
+from spec.rmsprop import HParams, ParamState
 
 __all__ = ["KerasOptimizerBackend", "driver"]
 
@@ -213,13 +213,9 @@ class KerasOptimizerBackend(DrivenBackend):
         Values go through unvalidated; a spec name with no keyword goes through unchanged (the
         constructor then rejects it itself).
         """
-        claimed = self._hparams()
         kwargs: dict[str, Any] = dict(self.flags)
         for name, raw in hparams.items():
-            if name in CONVENTION_AXES:
-                if raw != getattr(claimed, name):
-                    raise ValueError(f"{self.name} has no {name} setting: it is fixed to "
-                                     f"{getattr(claimed, name)!r}, got {raw!r}")
+            if self._fixed_axis(name, raw):
                 continue
             kw = self.keywords.get(name, name)
             kwargs[kw] = off_value(self.accepted, kw, raw)

@@ -73,7 +73,7 @@ from implementations.drivers.config import (
     DriverConfig,
     DriverConfigError,
 )
-from spec.rmsprop import CONVENTION_AXES, HParams, ParamState
+from spec.rmsprop import HParams, ParamState
 
 __all__ = ["AXIS_KEYWORDS", "OptaxTxBackend", "driver"]
 
@@ -242,10 +242,7 @@ class OptaxTxBackend(DrivenBackend):
         claimed = self._hparams()
         kwargs: dict[str, Any] = {**self._required_defaults(claimed), **self.flags}
         for name, raw in hparams.items():
-            if name in CONVENTION_AXES and name not in self.axes:
-                if raw != getattr(claimed, name):
-                    raise ValueError(f"{self.name} has no {name} setting: it is fixed to "
-                                     f"{getattr(claimed, name)!r}, got {raw!r}")
+            if self._fixed_axis(name, raw):
                 continue
             kw = self.axes.get(name) or self.keywords.get(name, name)
             kwargs[kw] = off_value(self.accepted, kw, raw)

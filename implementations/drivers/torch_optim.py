@@ -68,7 +68,7 @@ from implementations.drivers.config import (
     DriverConfig,
     DriverConfigError,
 )
-from spec.rmsprop import CONVENTION_AXES, HParams, ParamState
+from spec.rmsprop import HParams, ParamState
 
 __all__ = ["CODE_PATH_FLAGS", "TorchOptimBackend", "driver", "package_of"]
 
@@ -210,12 +210,8 @@ class TorchOptimBackend(DrivenBackend):
         constructor then rejects it itself). An array is the framework's tensor form of it.
         """
         kwargs: dict[str, Any] = {**self._required_defaults(), **self.flags}
-        claimed = self._hparams()
         for name, raw in hparams.items():
-            if name in CONVENTION_AXES and name not in self.axes:
-                if raw != getattr(claimed, name):
-                    raise ValueError(f"{self.name} has no {name} setting: it is fixed to "
-                                     f"{getattr(claimed, name)!r}, got {raw!r}")
+            if self._fixed_axis(name, raw):
                 continue
             value = torch.from_numpy(raw) if isinstance(raw, np.ndarray) else raw
             if name == "lr":
