@@ -188,7 +188,7 @@ def test_options_share_one_prefix_and_one_help_group(tmp_path: Path) -> None:
     assert set(options) == {
         "--conformance-backend", "--conformance-effort", "--conformance-report-dir",
         "--conformance-known-deviations", "--conformance-example-timeout",
-        "--conformance-memory-limit", "--conformance-shard"}, group
+        "--conformance-memory-limit", "--conformance-shard", "--conformance-progress"}, group
     proc = _pytest(tmp_path, "--backend", "seed")
     assert proc.returncode == 4 and "unrecognized arguments: --backend" in proc.stderr
 
