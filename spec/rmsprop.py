@@ -62,34 +62,20 @@ AXIS_CHOICES: dict[str, tuple[str, ...]] = {"weight_decay_mode": WEIGHT_DECAY_MO
                                             "complex_mode": COMPLEX_MODES,
                                             "maximize_order": MAXIMIZE_ORDERS}
 
-# Every profile fixes every hyperparameter default and every convention axis (SPEC §4).
-_PROFILE_TABLE: dict[str, dict[str, Any]] = {
-    "torch": dict(
-        lr=1e-2, alpha=0.99, eps=1e-8, eps_in_sqrt=False, initial_square_avg=0.0,
-        lr_in_momentum=False, weight_decay_mode="coupled", complex_mode="real_pairs",
-        maximize_order="before_weight_decay",
-    ),
-    "optax": dict(
-        lr=1e-2, alpha=0.9, eps=1e-8, eps_in_sqrt=True, initial_square_avg=0.0,
-        lr_in_momentum=True, weight_decay_mode="coupled", complex_mode="modulus",
-        maximize_order="before_weight_decay",
-    ),
-    "keras": dict(
-        lr=1e-3, alpha=0.9, eps=1e-7, eps_in_sqrt=True, initial_square_avg=0.0,
-        lr_in_momentum=True, weight_decay_mode="decoupled", complex_mode="modulus",
-        maximize_order="before_weight_decay",
-    ),
-    "tf1": dict(
-        lr=1e-3, alpha=0.9, eps=1e-10, eps_in_sqrt=True, initial_square_avg=1.0,
-        lr_in_momentum=True, weight_decay_mode="coupled", complex_mode="modulus",
-        maximize_order="before_weight_decay",
-    ),
-    "seed": dict(
-        lr=3.0, alpha=0.9, eps=1e-6, eps_in_sqrt=False, initial_square_avg=0.0,
-        lr_in_momentum=False, weight_decay_mode="coupled", complex_mode="real_pairs",
-        maximize_order="before_weight_decay",
-    ),
+# Every profile fixes every hyperparameter default and every convention axis (SPEC §4): one row
+# per profile, the columns SPEC §4's table has (the defaults, then CONVENTION_AXES in order).
+_PROFILE_COLUMNS = ("lr", "alpha", "eps", *CONVENTION_AXES)
+_PROFILE_ROWS: dict[str, tuple[Any, ...]] = {
+    # lr, alpha, eps; eps_in_sqrt, initial_square_avg, lr_in_momentum, weight_decay_mode,
+    # complex_mode, maximize_order
+    "torch": (1e-2, 0.99, 1e-8, False, 0.0, False, "coupled", "real_pairs", "before_weight_decay"),
+    "optax": (1e-2, 0.9, 1e-8, True, 0.0, True, "coupled", "modulus", "before_weight_decay"),
+    "keras": (1e-3, 0.9, 1e-7, True, 0.0, True, "decoupled", "modulus", "before_weight_decay"),
+    "tf1": (1e-3, 0.9, 1e-10, True, 1.0, True, "coupled", "modulus", "before_weight_decay"),
+    "seed": (3.0, 0.9, 1e-6, False, 0.0, False, "coupled", "real_pairs", "before_weight_decay"),
 }
+_PROFILE_TABLE: dict[str, dict[str, Any]] = {
+    name: dict(zip(_PROFILE_COLUMNS, row, strict=True)) for name, row in _PROFILE_ROWS.items()}
 PROFILES: tuple[str, ...] = tuple(_PROFILE_TABLE)
 
 
