@@ -48,13 +48,9 @@ def describe_backend(name: str) -> dict[str, Any]:
 def known_backends() -> list[dict[str, Any]]:
     """``list`` without names: every known backend, none loaded (loading one imports its
     framework, seconds each), so availability is not checked."""
-    import importlib.metadata
-
-    targets = dict(registry.BUILTINS)
-    for ep in importlib.metadata.entry_points(group=registry.ENTRY_POINT_GROUP):
-        targets.setdefault(ep.name, ep.value)
-    return [{"name": name, "available": None, "checked": False, "target": targets.get(name)}
-            for name in registry.known_names()]
+    targets = registry.known_targets()
+    return [{"name": name, "available": None, "checked": False, "target": targets[name]}
+            for name in sorted(targets)]
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -117,7 +117,7 @@ class _State:
 class _Progress:
     """Targets done of all, printed at most every ``every`` seconds (and when all are done)."""
 
-    write: Any  # the terminal reporter's write_line
+    write: Any  # writes one line to the terminal
     label: str
     every: float
     total: int = 0

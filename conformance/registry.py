@@ -58,7 +58,13 @@ def _entry_points() -> dict[str, Any]:
 
 
 def known_names() -> list[str]:
-    return sorted(set(BUILTINS) | set(_entry_points()))
+    return sorted(known_targets())
+
+
+def known_targets() -> dict[str, str]:
+    """Every known backend name → the ``module:attr`` it loads (built-ins first), without
+    loading any."""
+    return {**{name: ep.value for name, ep in _entry_points().items()}, **BUILTINS}
 
 
 def _driver_for(obj: Any) -> str | None:
@@ -140,7 +146,6 @@ def _load_driven(spec: str, identify: bool) -> Backend:
         if identify and config.profile is None and not config.conventions:
             identified = dataclasses.replace(config, **_identified(spec, backend))
             backend = make(target, identified)
-            backend.identified = identified.identified  # for the report
         return backend
     except DriverConfigError as exc:
         raise BackendLoadError(str(exc)) from None

@@ -171,6 +171,11 @@ class DrivenBackend:
     def capabilities(self) -> Capabilities:
         return self._caps
 
+    @property
+    def identified(self) -> Mapping[str, Any] | None:
+        """What ``identify`` found, when the backend is driven under it (for the report)."""
+        return self.config.identified
+
     name: str
     config: DriverConfig
     package: tuple[str, str] | None
