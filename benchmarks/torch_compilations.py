@@ -5,15 +5,18 @@ Four runs of N cases each, every run from an empty dynamo cache (``torch._dynamo
 - one structure (float32 + float64 parameters, every flag torch has), alpha and weight_decay
   fixed; lr schedule, eps, momentum, sizes, values and step counts random: one compilation is
   expected — what the backend's design caches;
-- the same with a random alpha per case, then with a random weight_decay per case: torch
-  specialises ``1 - alpha`` and ``weight_decay`` (their kwargs take no symbolic float), so about
-  one compilation per case is expected — torch's limit, not the adapter's;
+- the same with a random alpha per case, then with a random weight_decay per case: passed as
+  Python floats, torch specialises ``1 - alpha`` and ``weight_decay`` (their kwargs take no
+  symbolic float), so about one compilation per case; passed as 0-d tensors (the backend's
+  way), one compilation;
 - random cases (random flags, dtypes, shapes, hyperparameters), and cases drawn as a
   certification draws them (conformance.strategies.cases, derandomised).
 
-Prints, per run: examples, compilations, examples on which torch raised (its compile failures,
-listed in the README's findings), seconds, and the median milliseconds of an example that
-compiled nothing and of one that compiled.
+Each run twice: alpha and weight_decay as Python floats (how the backend passed them before)
+and as 0-d tensors (``Compiled.tensor_hyperparameters``). Prints, per run: examples,
+compilations (dynamo's graphs: a graph break counts two), examples on which torch raised (its
+compile failures, listed in docs/findings.md), seconds, and the median milliseconds of an example
+that compiled nothing and of one that compiled.
 
     .venv/bin/python -m benchmarks.torch_compilations [N] [SEED]
 """
@@ -37,9 +40,10 @@ def _median(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
-def measure(cases: list[Case]) -> dict[str, float]:
+def measure(cases: list[Case], tensors: tuple[str, ...]) -> dict[str, float]:
     torch._dynamo.reset()
     backend = Compiled()
+    backend.tensor_hyperparameters = tensors
     first = Compiled.compilations()
     warm, cold = [], []
     raised = 0
@@ -67,18 +71,22 @@ def main(n: int = 20, seed: int = 0) -> None:
             rng, caps, alpha=0.9),
         "random cases": lambda rng: random_case(rng, caps),
     }
-    print(f"{n} cases per run (seed {seed}), torch {torch.__version__}, CPU")
-    print(f"{'run':38} {'examples':>8} {'compiles':>8} {'raised':>6} {'seconds':>8} "
-          f"{'warm ms':>8} {'cold ms':>8}")
+    print(f"{n} cases per run (seed {seed}), torch {torch.__version__}, CPU; alpha and "
+          "weight_decay passed as Python floats (before) and as 0-d tensors (the backend)")
+    print(f"{'run':38} {'passed as':>9} {'examples':>8} {'compiles':>8} {'raised':>6} "
+          f"{'seconds':>8} {'warm ms':>8} {'cold ms':>8}")
+    cases = {}
     for title, make in runs.items():
         rng = np.random.default_rng(seed)
-        r = measure([make(rng) for _ in range(n)])
-        _row(title, r)
-    _row("cases as certify draws them", measure(harness_cases(caps, n)))
+        cases[title] = [make(rng) for _ in range(n)]
+    cases["cases as certify draws them"] = harness_cases(caps, n)
+    for title, drawn in cases.items():
+        for label, tensors in (("floats", ()), ("tensors", Compiled.tensor_hyperparameters)):
+            _row(title, label, measure(drawn, tensors))
 
 
-def _row(title: str, r: dict[str, float]) -> None:
-    print(f"{title:38} {r['examples']:8d} {r['compilations']:8d} {r['raised']:6d} "
+def _row(title: str, label: str, r: dict[str, float]) -> None:
+    print(f"{title:38} {label:>9} {r['examples']:8d} {r['compilations']:8d} {r['raised']:6d} "
           f"{r['seconds']:8.1f} {1e3 * r['warm']:8.1f} {1e3 * r['cold']:8.1f}")
 
 

@@ -125,13 +125,12 @@ def _jobs(value: str) -> str:
     raise argparse.ArgumentTypeError(f"-n {value!r}: expected a positive number or 'auto'")
 
 
-def pytest_command(name: str, args: argparse.Namespace, report_dir: Path,
-                   effort: str | None = None) -> list[str]:
+def pytest_command(name: str, args: argparse.Namespace, report_dir: Path) -> list[str]:
     from conformance.report import safe_name
 
     cmd = [sys.executable, "-m", "pytest", "-c", str(SUITE_DIR / "pytest.ini"),
            "--rootdir", str(SUITE_DIR), "-p", "no:cacheprovider", "-q", "-rfE",
-           "--conformance-backend", name, "--conformance-effort", effort or args.effort,
+           "--conformance-backend", name, "--conformance-effort", args.effort,
            "--conformance-report-dir", str(report_dir), "-n", args.jobs,
            # A backend may crash its worker in every test; each crash is that test's error,
            # not a reason to stop (xdist's default gives up after 4 restarts per worker).
@@ -178,17 +177,8 @@ def cmd_certify(args: argparse.Namespace) -> int:
     if args.effort not in EFFORTS:
         raise UsageError(f"--effort: {unknown_effort(args.effort)}")
     names = list(args.backends)
-    efforts = dict.fromkeys(names, args.effort)
     if args.bundled:
-        for name in registry.BUILTINS:
-            if name in efforts:
-                continue
-            cap, why = registry.BUNDLED_PROFILE_CAP.get(name, (args.effort, ""))
-            efforts[name] = min(cap, args.effort, key=EFFORTS.index)
-            if efforts[name] != args.effort:
-                print(f"--bundled certifies {name} with the {cap} effort: {why} "
-                      f"(name it to use {args.effort})")
-        names = list(efforts)
+        names += [name for name in registry.BUILTINS if name not in names]
     if not names:
         raise UsageError("name at least one backend, or give --bundled")
     loaded, known_devices = [], []
@@ -216,12 +206,12 @@ def cmd_certify(args: argparse.Namespace) -> int:
     _check_writable(report_dir)
     docs, outcomes = [], []
     for n, (name, backend) in enumerate(loaded, 1):
-        print(f"[{n}/{len(loaded)}] certifying {name} (effort {efforts[name]})", flush=True)
+        print(f"[{n}/{len(loaded)}] certifying {name} (effort {args.effort})", flush=True)
         # Each backend runs in its own pytest process (and its examples in xdist workers), so a
         # backend that crashes or hangs cannot take the others down.
         path = report_dir / f"{report.safe_name(backend.name)}.json"
         previous = path.stat().st_mtime_ns if path.exists() else None
-        returncode = _run_pytest(pytest_command(name, args, report_dir, efforts[name]))
+        returncode = _run_pytest(pytest_command(name, args, report_dir))
         # A report left by an earlier run must not stand in for this one.
         fresh = path.exists() and path.stat().st_mtime_ns != previous
         if returncode in (2, 3, 4) or not fresh:

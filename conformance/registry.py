@@ -41,14 +41,6 @@ BUILTINS: dict[str, str] = {
 }
 
 
-# Bundled backends that --bundled certifies with fewer examples than asked, and why: (the
-# largest settings profile used for them, the reason). Naming the backend uses the profile given.
-BUNDLED_PROFILE_CAP: dict[str, tuple[str, str]] = {
-    "torch.compile": ("quick", "torch specialises alpha and weight_decay, so nearly every "
-                               "example compiles (about 2 s each on a CPU)"),
-}
-
-
 class BackendLoadError(Exception):
     """A backend name or ``module:attr`` string that does not give a backend (usage error)."""
 

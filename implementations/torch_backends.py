@@ -113,7 +113,8 @@ class Capturable(_TensorLrMixin, _TorchRMSprop):
 def _functional_step(params: list[torch.Tensor], grads: list[torch.Tensor],
                      square_avgs: list[torch.Tensor], grad_avgs: list[torch.Tensor],
                      momentum_buffers: list[torch.Tensor], state_steps: list[torch.Tensor],
-                     lr: torch.Tensor, alpha: float, eps: float, weight_decay: float,
+                     lr: torch.Tensor, alpha: float | torch.Tensor, eps: float,
+                     weight_decay: float | torch.Tensor,
                      momentum: float, centered: bool, maximize: bool, has_complex: bool) -> None:
     """One ``RMSprop.step`` after its state gathering: the functional ``rmsprop`` it calls."""
     rmsprop(params, grads, square_avgs, grad_avgs, momentum_buffers, state_steps, foreach=False,
@@ -127,34 +128,36 @@ class Compiled(ForLoop):
 
     What is compiled: ``torch.optim.rmsprop.rmsprop``, the function ``RMSprop.step`` hands its
     gathered state to (the same ``_single_tensor_rmsprop`` code), with the hyperparameters as
-    arguments, lr a 0-d float64 tensor (torch's advice for compiled optimizers) and dynamic
-    shapes. Compiling ``optimizer.step`` itself would also guard on the optimizer object, so every
-    case would need a fresh compile. Here one compiled entry serves every example with the same
-    structure (number of parameters, dtypes, ranks, layouts, centered, maximize, momentum > 0)
-    and the same alpha and weight_decay: eps, momentum, lr, shapes and values are symbolic, while
-    torch itself specialises ``1 - alpha`` (``addcmul_(value=)``) and ``weight_decay``
-    (``add(alpha=)``), which take no symbolic float — so a new alpha or weight_decay value
-    compiles once more (torch's limit, counted by ``compilations()`` and in
-    ``benchmarks/torch_compilations.py``).
+    arguments and dynamic shapes. lr, alpha and weight_decay are 0-d float64 tensors (torch's
+    advice for compiled optimizers, which ``rmsprop`` accepts for each: they only meet tensor
+    ops and Scalar arguments), eps and momentum Python floats that dynamo keeps symbolic. As
+    Python floats, torch specialises ``1 - alpha`` (``addcmul_(value=)``) and ``weight_decay``
+    (``add(alpha=)``): every new value compiled once more (~1.5 s on a CPU, nearly every
+    example), and the specialisation has its own torch bugs (a stale ``1 - alpha`` from the FX
+    graph cache; "Guard failed on the same frame it was created" for an alpha of 17 significant
+    digits), kept as strict xfails in ``tests/test_torch_backends.py`` and in docs/findings.md.
+    As tensors, one compiled entry serves every example with the same structure (number of
+    parameters, dtypes, ranks, layouts, centered, maximize, momentum > 0, weight_decay ≠ 0):
+    ``compilations()`` and ``benchmarks/torch_compilations.py`` count them.
 
-    Inductor's FX graph cache is switched off for these compilations: with it, the entry
-    compiled after such a specialisation fails its guard is served the graph of the *first*
-    alpha (a stale ``1 - alpha``), so results would depend on which examples ran before — a
-    torch finding kept as a strict xfail in ``tests/test_torch_backends.py`` and in the README,
-    which a certification could not replay as a counterexample.
+    Inductor's FX graph cache stays off for these compilations, so that no result can depend
+    on a graph compiled for an earlier example.
     """
 
     name = "torch.compile"
     description = ("torch.compile(dynamic=True) of torch.optim.rmsprop.rmsprop (the step "
-                   "RMSprop.step runs, foreach=False), lr a 0-d float64 tensor; inductor's FX "
-                   "graph cache off (it serves a stale alpha)")
-    # Every structure, alpha and weight_decay value is one more compiled entry; dynamo's default
+                   "RMSprop.step runs, foreach=False), lr, alpha and weight_decay 0-d float64 "
+                   "tensors (new values compile nothing); inductor's FX graph cache off")
+    # Every structure is one more compiled entry; dynamo's default
     # limit (8) would silently fall back to eager execution, which would certify the wrong thing.
     dynamo_config: ClassVar[dict[str, Any]] = {
         "recompile_limit": 100_000, "accumulated_recompile_limit": 100_000,
         "fail_on_recompile_limit_hit": True,
     }
     inductor_config: ClassVar[dict[str, Any]] = {"fx_graph_cache": False}
+    # Passed as 0-d tensors (lr always is); benchmarks/torch_compilations.py empties it to count
+    # what Python floats cost.
+    tensor_hyperparameters: ClassVar[tuple[str, ...]] = ("alpha", "weight_decay")
     _compiled: ClassVar[Any] = None
 
     @classmethod
@@ -179,6 +182,9 @@ class Compiled(ForLoop):
         params = [to_torch(a, device) for a in case.materialized_params()]
         torch_states = [state_to_torch(st, p) for st, p in zip(states, params)]
         lr = torch.zeros((), dtype=torch.float64, device=device)
+        hp = {k: float(kwargs[k]) for k in ("alpha", "eps", "weight_decay", "momentum")}
+        hp.update({k: torch.tensor(hp[k], dtype=torch.float64, device=device)
+                   for k in self.tensor_hyperparameters})
         fields = {name: [s[name] for s in torch_states if name in s]
                   for name in ("square_avg", "grad_avg", "momentum_buffer", "step")}
         step = self.compiled_step()
@@ -189,8 +195,7 @@ class Compiled(ForLoop):
                   torch._inductor.config.patch(**self.inductor_config)):
                 step(params, [grad_tensor(g, device) for g in grads], fields["square_avg"],
                      fields["grad_avg"], fields["momentum_buffer"], fields["step"], lr,
-                     float(kwargs["alpha"]), float(kwargs["eps"]),
-                     float(kwargs["weight_decay"]), float(kwargs["momentum"]),
+                     hp["alpha"], hp["eps"], hp["weight_decay"], hp["momentum"],
                      bool(kwargs["centered"]), bool(kwargs["maximize"]),
                      any(p.is_complex() for p in params))
             traj.append([to_numpy(p) for p in params],
