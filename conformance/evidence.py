@@ -7,8 +7,9 @@ the per-step series of the violating element (the implementation's value, the ex
 the oracle re-aligned on the implementation's own values, as the judge does — and the bound).
 The numbers go into the backend's JSON, so rendering and merging never run a backend.
 
-They are computed in a child process (``python -m conformance.evidence IN OUT``) that loads the
-backend by the words the user named it with: a backend that crashes, exits or hangs there costs
+They are computed in a child process (``python -m conformance.evidence IN OUT``; the seed's
+started with the session, so that it runs beside the tests) that loads the backend by the
+words the user named it with: a backend that crashes, exits or hangs there costs
 the evidence, never the report. The child writes its file after every item, so what was computed
 before such an end is kept.
 """
@@ -23,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -227,11 +229,12 @@ def child_main(request_path: str, out_path: str) -> None:
     backend = registry.load(request["spec"])
     caps = registry.capabilities_of(backend)
     doc["package"] = implementation_package(backend)
-    try:
-        doc["seed"] = _seed(backend)
-    except Exception as exc:  # the toy problem is not what is certified
-        doc["seed"] = _why(exc)
-    _write(out, doc)
+    if request["seed"]:
+        try:
+            doc["seed"] = _seed(backend)
+        except Exception as exc:  # the toy problem is not what is certified
+            doc["seed"] = _why(exc)
+        _write(out, doc)
     for key, path in request["counterexamples"].items():
         try:
             doc["counterexamples"][key] = _counterexample(backend, caps, path)
@@ -240,31 +243,63 @@ def child_main(request_path: str, out_path: str) -> None:
         _write(out, doc)
 
 
-def collect(spec: str, counterexamples: dict[str, str]) -> dict[str, Any]:
-    """The evidence of backend ``spec`` (as the user named it) and its counterexample files
-    (target key → path), from a child process; what it could not compute says why."""
-    with tempfile.TemporaryDirectory(prefix="rmsprop-evidence-") as tmp:
-        request, result = Path(tmp) / "request.json", Path(tmp) / "evidence.json"
-        request.write_text(json.dumps({"spec": spec, "counterexamples": counterexamples}),
-                           encoding="utf-8")
+class Collection:
+    """One evidence child process, started at once and read by :meth:`result`.
+
+    Started when the session starts (the seed's toy problem alone), it runs while the tests do,
+    so a conformant certification waits for no evidence at its end."""
+
+    def __init__(self, spec: str, counterexamples: dict[str, str], *, seed: bool = True) -> None:
+        self._keys, self._seed = list(counterexamples), seed
+        self._tmp = tempfile.TemporaryDirectory(prefix="rmsprop-evidence-")
+        tmp = Path(self._tmp.name)
+        request, self._out, self._err = (tmp / n for n in ("request.json", "evidence.json",
+                                                           "stderr.txt"))
+        request.write_text(json.dumps({"spec": spec, "counterexamples": counterexamples,
+                                       "seed": seed}), encoding="utf-8")
         # The child imports the backend (module:attr) from where this process found it.
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)}
+        self._deadline = time.monotonic() + TIMEOUT
+        with self._err.open("w", encoding="utf-8") as err:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "conformance.evidence", str(request), str(self._out)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env)
+
+    def result(self) -> dict[str, Any]:
+        """What the child computed (waiting for it up to TIMEOUT from its start); what it
+        could not compute says why."""
         why = None
         try:
-            proc = subprocess.run([sys.executable, "-m", "conformance.evidence", str(request),
-                                   str(result)], capture_output=True, text=True,
-                                  timeout=TIMEOUT, check=False, env=env)
-            if proc.returncode != 0:
-                tail = proc.stderr.strip().splitlines()[-1:] or [""]
-                why = f"the evidence process ended with code {proc.returncode}: {tail[0][:200]}"
+            code = self._proc.wait(timeout=max(0.0, self._deadline - time.monotonic()))
+            if code != 0:
+                tail = self._err.read_text(encoding="utf-8").strip().splitlines()[-1:] or [""]
+                why = f"the evidence process ended with code {code}: {tail[0][:200]}"
         except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
             why = f"the evidence process did not finish within {TIMEOUT:g} s"
-        doc = (json.loads(result.read_text(encoding="utf-8")) if result.exists()
+        doc = (json.loads(self._out.read_text(encoding="utf-8")) if self._out.exists()
                else {"seed": None, "counterexamples": {}})
-    if doc.get("seed") is None:
-        doc["seed"] = {"not_recorded": why or "not computed"}
-    for key in counterexamples:
-        doc["counterexamples"].setdefault(key, {"not_recorded": why or "not computed"})
+        self._tmp.cleanup()
+        if self._seed and doc.get("seed") is None:
+            doc["seed"] = {"not_recorded": why or "not computed"}
+        for key in self._keys:
+            doc["counterexamples"].setdefault(key, {"not_recorded": why or "not computed"})
+        return doc
+
+
+def collect(spec: str, counterexamples: dict[str, str],
+            started: Collection | None = None) -> dict[str, Any]:
+    """The evidence of backend ``spec`` (as the user named it) and its counterexample files
+    (target key → path), from a child process; what it could not compute says why.
+    ``started``: the seed's collection started earlier; the counterexamples then take a second
+    child process, only when there are any."""
+    if started is None:
+        return Collection(spec, counterexamples).result()
+    doc = started.result()
+    if counterexamples:
+        doc["counterexamples"] = Collection(spec, counterexamples,
+                                            seed=False).result()["counterexamples"]
     return doc
 
 

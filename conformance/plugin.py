@@ -111,6 +111,7 @@ class _State:
     known_deviations: str | None = None  # the file, as named
     started: float = dataclasses.field(default_factory=time.time)
     progress: _Progress | None = None
+    evidence: dict[str, Any] = dataclasses.field(default_factory=dict)  # spec -> Collection
 
 
 @dataclasses.dataclass
@@ -332,6 +333,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     state = _state(session.config)
+    if state is not None and state.report_dir is not None \
+            and not hasattr(session.config, "workerinput"):
+        from conformance import evidence
+
+        # The seed's toy problem, in a child process that runs while the tests do.
+        state.evidence = {spec: evidence.Collection(spec, {}) for spec, *_ in state.backends}
     terminal = session.config.pluginmanager.get_plugin("terminalreporter")
     every = session.config.getoption("conformance_progress", 0.0)
     if state is not None and every > 0 and terminal is not None \
@@ -401,7 +408,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         report.write_session(state.report_dir, state.backends, records, effort=state.effort,
                              unused_deviations=unused, started=state.started,
                              interrupted=exitstatus == pytest.ExitCode.INTERRUPTED,
-                             shard=shard, known_deviations=state.known_deviations)
+                             shard=shard, known_deviations=state.known_deviations,
+                             early_evidence=state.evidence)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config

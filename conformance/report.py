@@ -115,16 +115,19 @@ def write_session(report_dir: Path, backends: list[tuple[str, Any, Any]],
                   records: list[Result], *, effort: str | None = None,
                   unused_deviations: list[Any], started: float,
                   interrupted: bool, shard: str | None = None,
-                  known_deviations: str | None = None) -> list[Path]:
+                  known_deviations: str | None = None,
+                  early_evidence: dict[str, evidence.Collection] | None = None
+                  ) -> list[Path]:
     """Write ``<backend>.json`` for each backend of the session, then the summaries.
 
     Everything the summaries show is computed here and stored in the JSON, the evidence
     (:mod:`conformance.evidence`: the seed's trajectory, the failing targets' per-step series)
-    included."""
+    included; ``early_evidence``: the collections started with the session, by spec."""
     paths = []
     for spec, backend, caps in backends:
         mine = [r for r in records if r["backend"] == backend.name]
-        found = evidence.collect(spec, counterexample_files(mine))
+        found = evidence.collect(spec, counterexample_files(mine),
+                                 (early_evidence or {}).get(spec))
         found.pop("package", None)  # this process knows it first-hand
         doc = backend_report(spec, backend, caps, mine, effort=effort,
                              unused_deviations=unused_deviations, started=started,
