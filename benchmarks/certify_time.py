@@ -37,7 +37,7 @@ def _command(name: str, args: argparse.Namespace, report_dir: Path,
     ns = cli.build_parser().parse_args(
         ["certify", name, "--effort", args.effort, "-n", args.jobs]
         + (["--known-deviations", known] if known else []))
-    return cli.pytest_command(name, ns, report_dir)
+    return cli.pytest_command([name], ns, report_dir)
 
 
 def _certify(name: str, args: argparse.Namespace, known: str | None,

@@ -125,17 +125,21 @@ def _jobs(value: str) -> str:
     raise argparse.ArgumentTypeError(f"-n {value!r}: expected a positive number or 'auto'")
 
 
-def pytest_command(name: str, args: argparse.Namespace, report_dir: Path) -> list[str]:
+def pytest_command(names: list[str], args: argparse.Namespace, report_dir: Path) -> list[str]:
+    """The pytest session that certifies ``names`` together (one junit file: junit-NAME.xml
+    for one backend, junit.xml for several)."""
     from conformance.report import safe_name
 
+    junit = f"junit-{safe_name(names[0])}.xml" if len(names) == 1 else "junit.xml"
     cmd = [sys.executable, "-m", "pytest", "-c", str(SUITE_DIR / "pytest.ini"),
            "--rootdir", str(SUITE_DIR), "-p", "no:cacheprovider", "-q", "-rfE",
-           "--conformance-backend", name, "--conformance-effort", args.effort,
+           *(w for name in names for w in ("--conformance-backend", name)),
+           "--conformance-effort", args.effort,
            "--conformance-report-dir", str(report_dir), "-n", args.jobs,
            # A backend may crash its worker in every test; each crash is that test's error,
            # not a reason to stop (xdist's default gives up after 4 restarts per worker).
            "--max-worker-restart", "1000", "--conformance-progress", "15",
-           "--junitxml", str(report_dir / f"junit-{safe_name(name)}.xml")]
+           "--junitxml", str(report_dir / junit)]
     if args.known_deviations:
         cmd += ["--conformance-known-deviations", str(args.known_deviations)]
     if args.seed is not None:
@@ -204,27 +208,42 @@ def cmd_certify(args: argparse.Namespace) -> int:
     baseline = _load(args.baseline) if args.baseline else None
     report_dir = Path(args.report_dir)
     _check_writable(report_dir)
+    paths = {name: report_dir / f"{report.safe_name(backend.name)}.json"
+             for name, backend in loaded}
+    previous = {name: path.stat().st_mtime_ns if path.exists() else None
+                for name, path in paths.items()}
+    names = [name for name, _ in loaded]
+
+    def fresh(name: str) -> bool:  # a report left by an earlier run must not stand in
+        path = paths[name]
+        return path.exists() and path.stat().st_mtime_ns != previous[name]
+
+    print(f"certifying {', '.join(names)} (effort {args.effort})", flush=True)
+    # One pytest session for all of them: their targets share the xdist workers, which start
+    # once, and keep both busy to the end. A backend that crashes or hangs a worker costs the
+    # test it was in (the watchdog ends a stuck one; xdist starts another), never the others.
+    code = _run_pytest(pytest_command(names, args, report_dir))
+    codes = dict.fromkeys(names, code)
+    if code in (2, 3, 4):
+        print(f"the pytest run ended with code {code}", file=sys.stderr)
+    if code in (3, 4) and len(names) > 1:
+        # One of them broke the session itself (pytest's internal or usage error): each one
+        # without a report is certified alone, so that it cannot cost the others theirs.
+        for name in [n for n in names if not fresh(n)]:
+            print(f"certifying {name} alone", file=sys.stderr, flush=True)
+            codes[name] = _run_pytest(pytest_command([name], args, report_dir))
     docs, outcomes = [], []
-    for n, (name, backend) in enumerate(loaded, 1):
-        print(f"[{n}/{len(loaded)}] certifying {name} (effort {args.effort})", flush=True)
-        # Each backend runs in its own pytest process (and its examples in xdist workers), so a
-        # backend that crashes or hangs cannot take the others down.
-        path = report_dir / f"{report.safe_name(backend.name)}.json"
-        previous = path.stat().st_mtime_ns if path.exists() else None
-        returncode = _run_pytest(pytest_command(name, args, report_dir))
-        # A report left by an earlier run must not stand in for this one.
-        fresh = path.exists() and path.stat().st_mtime_ns != previous
-        if returncode in (2, 3, 4) or not fresh:
-            print(f"  {name}: the pytest run ended with code {returncode}"
-                  + ("" if fresh else " without writing its report"), file=sys.stderr)
-            if returncode == 2:  # interrupted: the previous report (if any) stays
-                return EXIT_FAIL
-        if fresh:
-            docs.append(report.load_report(path))
+    for name, backend in loaded:
+        if fresh(name):
+            docs.append(report.load_report(paths[name]))
             outcomes.append((docs[-1]["backend"]["name"], docs[-1]["verdict"],
-                             docs[-1]["counts"], str(path)))
+                             docs[-1]["counts"], str(paths[name])))
         else:
-            outcomes.append((backend.name, "no report", None, f"(pytest exit {returncode})"))
+            print(f"  {name}: the pytest run ended with code {codes[name]} without writing its "
+                  "report", file=sys.stderr)
+            outcomes.append((backend.name, "no report", None, f"(pytest exit {codes[name]})"))
+    if code == 2:  # interrupted: what was certified is in the reports, marked so
+        return EXIT_FAIL
     # summary.md and index.html cover every report in the directory (earlier runs' backends
     # side by side with this run's); the verdict and exit code only this run's backends.
     report.write_summaries(report_dir, _all_reports(report_dir, docs))

@@ -59,10 +59,14 @@ class Deviation:
     link: str = ""
     cause: str = ""  # "" : excuses no spurious non-finite value
 
+    def applies_to(self, *backends: str) -> bool:
+        """The entry names one of ``backends`` (its pattern matches)."""
+        return any(fnmatch.fnmatchcase(b, self.backend) for b in backends)
+
     def matches(self, *, backend: str, prop_id: str, prop_name: str, dtype: str | None,
                 device: str | None, rule: str | None, cause: str | None = None) -> bool:
         return ((cause or "") == self.cause
-                and fnmatch.fnmatchcase(backend, self.backend)
+                and self.applies_to(backend)
                 and (fnmatch.fnmatchcase(prop_id, self.property)
                      or fnmatch.fnmatchcase(prop_name, self.property))
                 and fnmatch.fnmatchcase(dtype or "", self.dtype)

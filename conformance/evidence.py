@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -244,10 +245,7 @@ def child_main(request_path: str, out_path: str) -> None:
 
 
 class Collection:
-    """One evidence child process, started at once and read by :meth:`result`.
-
-    Started when the session starts (the seed's toy problem alone), it runs while the tests do,
-    so a conformant certification waits for no evidence at its end."""
+    """One evidence child process, started at once and read by :meth:`result`."""
 
     def __init__(self, spec: str, counterexamples: dict[str, str], *, seed: bool = True) -> None:
         self._keys, self._seed = list(counterexamples), seed
@@ -288,15 +286,34 @@ class Collection:
         return doc
 
 
+class Seeds:
+    """The seeds' evidence of several backends, computed in the background from now on: one
+    child process per backend, one at a time, in a thread. Started with the session, it runs
+    while the tests do, so a conformant certification waits for no evidence at its end."""
+
+    def __init__(self, specs: list[str]) -> None:
+        self._found: dict[str, dict[str, Any]] = {}
+        self._thread = threading.Thread(target=self._run, args=(specs,), daemon=True)
+        self._thread.start()
+
+    def _run(self, specs: list[str]) -> None:
+        for spec in specs:
+            self._found[spec] = Collection(spec, {}).result()
+
+    def result(self, spec: str) -> dict[str, Any]:
+        self._thread.join()
+        return self._found[spec]
+
+
 def collect(spec: str, counterexamples: dict[str, str],
-            started: Collection | None = None) -> dict[str, Any]:
+            seeds: Seeds | None = None) -> dict[str, Any]:
     """The evidence of backend ``spec`` (as the user named it) and its counterexample files
     (target key → path), from a child process; what it could not compute says why.
-    ``started``: the seed's collection started earlier; the counterexamples then take a second
-    child process, only when there are any."""
-    if started is None:
+    ``seeds``: the seeds computed in the background; the counterexamples then take a child
+    process of their own, only when there are any."""
+    if seeds is None:
         return Collection(spec, counterexamples).result()
-    doc = started.result()
+    doc = seeds.result(spec)
     if counterexamples:
         doc["counterexamples"] = Collection(spec, counterexamples,
                                             seed=False).result()["counterexamples"]

@@ -111,7 +111,7 @@ class _State:
     known_deviations: str | None = None  # the file, as named
     started: float = dataclasses.field(default_factory=time.time)
     progress: _Progress | None = None
-    evidence: dict[str, Any] = dataclasses.field(default_factory=dict)  # spec -> Collection
+    seeds: Any = None  # evidence.Seeds, started with the session when reports are written
 
 
 @dataclasses.dataclass
@@ -337,8 +337,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             and not hasattr(session.config, "workerinput"):
         from conformance import evidence
 
-        # The seed's toy problem, in a child process that runs while the tests do.
-        state.evidence = {spec: evidence.Collection(spec, {}) for spec, *_ in state.backends}
+        state.seeds = evidence.Seeds([spec for spec, *_ in state.backends])
     terminal = session.config.pluginmanager.get_plugin("terminalreporter")
     every = session.config.getoption("conformance_progress", 0.0)
     if state is not None and every > 0 and terminal is not None \
@@ -349,7 +348,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
                 terminal.write("\n")
             terminal.write_line(line)
 
-        state.progress = _Progress(write, ", ".join(name for name, *_ in state.backends), every)
+        names = [name for name, *_ in state.backends]
+        label = names[0] if len(names) == 1 else f"{len(names)} backends"
+        state.progress = _Progress(write, label, every)
 
 
 def _suite_tests(nodeids: list[str]) -> int:
@@ -397,7 +398,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     records = list(_pending)
     _pending.clear()
     used = {r["deviation_index"] for r in records if "deviation_index" in r}
-    unused = [d for n, d in enumerate(state.deviations) if n not in used]
+    # Unused: the entries for this session's backends that excused nothing (an entry for
+    # another backend of the file is not this session's to report).
+    names = [n for spec, backend, _ in state.backends for n in (spec, backend.name)]
+    unused = [d for n, d in enumerate(state.deviations) if n not in used and d.applies_to(*names)]
     for d in unused:
         warnings.warn(f"known deviation matched no failure: {d.label()} ({d.reason})",
                       stacklevel=1)
@@ -409,7 +413,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                              unused_deviations=unused, started=state.started,
                              interrupted=exitstatus == pytest.ExitCode.INTERRUPTED,
                              shard=shard, known_deviations=state.known_deviations,
-                             early_evidence=state.evidence)
+                             seeds=state.seeds)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config

@@ -116,21 +116,20 @@ def write_session(report_dir: Path, backends: list[tuple[str, Any, Any]],
                   unused_deviations: list[Any], started: float,
                   interrupted: bool, shard: str | None = None,
                   known_deviations: str | None = None,
-                  early_evidence: dict[str, evidence.Collection] | None = None
-                  ) -> list[Path]:
+                  seeds: evidence.Seeds | None = None) -> list[Path]:
     """Write ``<backend>.json`` for each backend of the session, then the summaries.
 
     Everything the summaries show is computed here and stored in the JSON, the evidence
     (:mod:`conformance.evidence`: the seed's trajectory, the failing targets' per-step series)
-    included; ``early_evidence``: the collections started with the session, by spec."""
+    included; ``seeds``: the seeds' evidence started with the session."""
     paths = []
     for spec, backend, caps in backends:
         mine = [r for r in records if r["backend"] == backend.name]
-        found = evidence.collect(spec, counterexample_files(mine),
-                                 (early_evidence or {}).get(spec))
+        found = evidence.collect(spec, counterexample_files(mine), seeds)
         found.pop("package", None)  # this process knows it first-hand
+        unused = [d for d in unused_deviations if d.applies_to(spec, backend.name)]
         doc = backend_report(spec, backend, caps, mine, effort=effort,
-                             unused_deviations=unused_deviations, started=started,
+                             unused_deviations=unused, started=started,
                              interrupted=interrupted, shard=shard,
                              known_deviations=known_deviations, found=found)
         path = report_dir / f"{safe_name(backend.name)}.json"

@@ -404,8 +404,9 @@ def test_console_script_finds_a_module_in_the_working_directory(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # --bundled
 # ---------------------------------------------------------------------------------------------
-def test_bundled_certifies_every_builtin_with_the_effort_asked(monkeypatch, tmp_path) -> None:
-    """--bundled runs every builtin, each in its own pytest process, with the effort asked —
+def test_bundled_certifies_every_builtin_in_one_session_with_the_effort_asked(
+        monkeypatch, tmp_path) -> None:
+    """--bundled runs every builtin, in one pytest session, with the effort asked —
     torch.compile included (it once had to be capped at quick: it recompiled for every alpha)."""
     from conformance import cli, registry  # noqa: PLC0415
 
@@ -414,9 +415,11 @@ def test_bundled_certifies_every_builtin_with_the_effort_asked(monkeypatch, tmp_
     commands = []
     monkeypatch.setattr(cli, "_run_pytest", lambda cmd: commands.append(cmd) or 0)
     cli.main(["certify", "--bundled", "--effort", "thorough", "--report-dir", str(tmp_path)])
-    efforts = {cmd[cmd.index("--conformance-backend") + 1]:
-               cmd[cmd.index("--conformance-effort") + 1] for cmd in commands}
-    assert efforts == {"seed": "thorough", "torch.compile": "thorough"}
+    assert len(commands) == 1, commands
+    cmd = commands[0]
+    assert [cmd[i + 1] for i, w in enumerate(cmd) if w == "--conformance-backend"] == [
+        "seed", "torch.compile"]
+    assert cmd[cmd.index("--conformance-effort") + 1] == "thorough"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -474,6 +477,9 @@ def test_certify_ends_with_a_table_of_the_backends(tmp_path):
     proc = run_cli("certify", "seed", "tests.bad_backends:FailsInsidePytest", "--effort", "quick",
                    "--seed", "0", "-n", "1", "--report-dir", out)
     assert proc.returncode == 1, proc.stdout + proc.stderr  # one backend wrote no report
+    # The session of both ended in pytest's usage error: each was then certified alone.
+    assert "the pytest run ended with code 4" in proc.stderr
+    assert "certifying seed alone" in proc.stderr
     assert "{'pass'" not in proc.stdout
     lines = proc.stdout.splitlines()
     assert lines[-1] == f"reports: {out}/ (summary.md, index.html, one JSON per backend)"
