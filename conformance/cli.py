@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -153,22 +152,16 @@ def pytest_command(names: list[str], args: argparse.Namespace, report_dir: Path)
     return cmd + [str(SUITE_DIR)]
 
 
-_INTERRUPT_GRACE = 60.0
-
-
 def _run_pytest(cmd: list[str]) -> int:
-    proc = subprocess.Popen(cmd)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        # pytest got the same SIGINT (the terminal's or the CI runner's, sent to the process
-        # group) and is writing its report, marked interrupted: let it finish.
-        try:
-            proc.wait(timeout=_INTERRUPT_GRACE)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        raise
+    """The pytest session ``cmd`` (``python -m pytest ARGS``), run in this process: its
+    controller finds the backends and frameworks this process has loaded already, and runs no
+    backend code besides loading them (the tests run in its xdist workers, ``-n`` ≥ 1)."""
+    import pytest
+
+    code = pytest.main(cmd[3:])
+    if code == pytest.ExitCode.INTERRUPTED:  # its report is written, marked interrupted
+        raise KeyboardInterrupt
+    return int(code)
 
 
 def cmd_certify(args: argparse.Namespace) -> int:

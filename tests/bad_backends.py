@@ -13,7 +13,6 @@ import ctypes
 import ctypes.util
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -209,7 +208,7 @@ class FailsInsidePytest(_Bad):
     name = "bad.fails_inside_pytest"
 
     def capabilities(self) -> Capabilities:
-        if "pytest" in Path(sys.argv[0]).parts:
+        if "PYTEST_VERSION" in os.environ:  # set by pytest for its session
             raise RuntimeError("not in pytest")
         return super().capabilities()
 
