@@ -325,6 +325,14 @@ def markdown(docs: list[dict[str, Any]]) -> str:
                          f"{first_line(r.get('message'))}")
             if status == "known":
                 lines.append(f"  - accepted: {r.get('known_reason', '')} {r.get('known_link', '')}")
+            shrunk = [x for x in rs if x.get("shrink_seconds") is not None]
+            if shrunk:
+                cut = sum(bool(x.get("shrink_cut_short")) for x in shrunk)
+                lines.append(
+                    f"  - shrinking: {max(x['shrink_seconds'] for x in shrunk):.1f} s at most "
+                    f"(time box {shrunk[0].get('shrink_limit_seconds', 0):g} s per target"
+                    + (f"; cut short on {cut}: the smallest failing case found by then is "
+                       "reported" if cut else "") + ")")
             replays = [f"`{x['replay']}`" for x in rs if x.get("replay")]
             if replays:
                 lines.append(f"  - replay: {', '.join(replays)}")

@@ -57,3 +57,20 @@ def test_summaries_and_merge_never_import_the_backend(tmp_path):
     proc = run_cli("merge", first, "--output", merged, cwd=tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr  # nonconformant, merged
     assert "<polyline" in (merged / "index.html").read_text(encoding="utf-8")
+
+
+def test_summary_gives_each_failures_shrinking_and_its_time_box():
+    """A failure's shrinking time and the time box (SHRINK_SECONDS) are in summary.md; a cut
+    short one says that its smallest case found by then is what is reported."""
+    from conformance.report import markdown  # noqa: PLC0415
+    from tests.test_html_report import _doc, _result  # noqa: PLC0415
+
+    doc = _doc("broken", "nonconformant", [
+        _result("P2", "fail", rule="R17", message="violates R17", shrink_seconds=1.25,
+                shrink_limit_seconds=5.0, shrink_cut_short=False),
+        _result("P4", "fail", rule="R27", message="violates R27", shrink_seconds=5.5,
+                shrink_limit_seconds=5.0, shrink_cut_short=True)])
+    lines = [line for line in markdown([doc]).splitlines() if "shrinking" in line]
+    assert lines == ["  - shrinking: 1.2 s at most (time box 5 s per target)",
+                     "  - shrinking: 5.5 s at most (time box 5 s per target; cut short on 1: "
+                     "the smallest failing case found by then is reported)"]
