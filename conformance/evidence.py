@@ -7,11 +7,11 @@ the per-step series of the violating element (the implementation's value, the ex
 the oracle re-aligned on the implementation's own values, as the judge does — and the bound).
 The numbers go into the backend's JSON, so rendering and merging never run a backend.
 
-They are computed in a child process (``python -m conformance.evidence IN OUT``; the seed's
-started with the session, so that it runs beside the tests) that loads the backend by the
-words the user named it with: a backend that crashes, exits or hangs there costs
-the evidence, never the report. The child writes its file after every item, so what was computed
-before such an end is kept.
+They are computed in a child process (``python -m conformance.evidence DIR``, asked one item at
+a time; under pytest in the background while the tests run, :class:`Background`) that loads
+each backend once, by the words the user named it with: a backend that crashes, exits or hangs
+there costs that item of the evidence (its reason recorded), never the report; a new child
+serves the next item.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import importlib.metadata
 import json
 import math
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-TIMEOUT = 300.0  # seconds for the whole child process
+TIMEOUT = 120.0  # seconds for one answer of the child process (loading a backend included)
 CALL_TIMEOUT = 60  # seconds for one item inside it (SIGALRM: Python code only)
 _MAX_SHOWN = 8  # gradients of the violating element shown per counterexample
 _FIELDS = ("params", "square_avg", "grad_avg", "momentum_buffer")
@@ -220,105 +221,155 @@ def _write(path: Path, doc: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def child_main(request_path: str, out_path: str) -> None:
-    """The child process: load the backend, compute each item, write after every one."""
+def serve(directory: str) -> None:
+    """The child process: one request per line on stdin (``{"spec", "key", "path"}``; key
+    None: the seed's trajectory and the implementation's package), each answer written to
+    ``directory/<n>.json`` for the n-th request (what a backend prints cannot mix in).
+    Backends are loaded once, by spec."""
     from conformance import registry
 
-    request = json.loads(Path(request_path).read_text(encoding="utf-8"))
-    out = Path(out_path)
-    doc: dict[str, Any] = {"seed": None, "counterexamples": {}}
-    backend = registry.load(request["spec"])
-    caps = registry.capabilities_of(backend)
-    doc["package"] = implementation_package(backend)
-    if request["seed"]:
+    loaded: dict[str, tuple[Any, Any]] = {}
+    for n, line in enumerate(sys.stdin, 1):
+        request = json.loads(line)
         try:
-            doc["seed"] = _seed(backend)
-        except Exception as exc:  # the toy problem is not what is certified
-            doc["seed"] = _why(exc)
-        _write(out, doc)
-    for key, path in request["counterexamples"].items():
-        try:
-            doc["counterexamples"][key] = _counterexample(backend, caps, path)
-        except Exception as exc:
-            doc["counterexamples"][key] = _why(exc)
-        _write(out, doc)
+            if request["spec"] not in loaded:
+                backend = registry.load(request["spec"])
+                loaded[request["spec"]] = (backend, registry.capabilities_of(backend))
+            backend, caps = loaded[request["spec"]]
+            if request["key"] is None:
+                answer = {"package": implementation_package(backend), "seed": _seed_or_why(backend)}
+            else:
+                answer = _counterexample(backend, caps, request["path"])
+        except Exception as exc:  # the evidence is not what is certified
+            answer = _why(exc)
+        _write(Path(directory) / f"{n}.json", answer)
 
 
-class Collection:
-    """One evidence child process, started at once and read by :meth:`result`."""
+def _seed_or_why(backend: Any) -> dict[str, Any]:
+    try:
+        return _seed(backend)
+    except Exception as exc:  # the toy problem is not what is certified
+        return _why(exc)
 
-    def __init__(self, spec: str, counterexamples: dict[str, str], *, seed: bool = True) -> None:
-        self._keys, self._seed = list(counterexamples), seed
+
+class _Child:
+    """A ``serve`` process, asked one item at a time."""
+
+    def __init__(self) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="rmsprop-evidence-")
-        tmp = Path(self._tmp.name)
-        request, self._out, self._err = (tmp / n for n in ("request.json", "evidence.json",
-                                                           "stderr.txt"))
-        request.write_text(json.dumps({"spec": spec, "counterexamples": counterexamples,
-                                       "seed": seed}), encoding="utf-8")
-        # The child imports the backend (module:attr) from where this process found it.
+        self._dir = Path(self._tmp.name)
+        self._asked = 0
+        self._err = (self._dir / "stderr.txt").open("w", encoding="utf-8")
+        # The child imports backends (module:attr) from where this process found them.
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)}
-        self._deadline = time.monotonic() + TIMEOUT
-        with self._err.open("w", encoding="utf-8") as err:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "conformance.evidence", str(request), str(self._out)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "conformance.evidence", str(self._dir)],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._err, env=env,
+            text=True)
 
-    def result(self) -> dict[str, Any]:
-        """What the child computed (waiting for it up to TIMEOUT from its start); what it
-        could not compute says why."""
-        why = None
+    def _ended(self) -> str:
+        self._err.flush()
+        tail = (self._dir / "stderr.txt").read_text(encoding="utf-8").strip().splitlines()[-1:]
+        return (f"the evidence process ended with code {self._proc.returncode}: "
+                f"{(tail or [''])[0][:200]}")
+
+    def ask(self, spec: str, key: str | None, path: str) -> dict[str, Any] | None:
+        """The answer, or None when the process ended or hung (then :attr:`why` says so)."""
+        self._asked += 1
+        answer = self._dir / f"{self._asked}.json"
         try:
-            code = self._proc.wait(timeout=max(0.0, self._deadline - time.monotonic()))
-            if code != 0:
-                tail = self._err.read_text(encoding="utf-8").strip().splitlines()[-1:] or [""]
-                why = f"the evidence process ended with code {code}: {tail[0][:200]}"
-        except subprocess.TimeoutExpired:
+            self._proc.stdin.write(json.dumps({"spec": spec, "key": key, "path": path}) + "\n")
+            self._proc.stdin.flush()
+        except OSError:
+            self._proc.wait()
+            self.why = self._ended()
+            return None
+        deadline = time.monotonic() + TIMEOUT
+        while not answer.exists():
+            if self._proc.poll() is not None:
+                self.why = self._ended()
+                return None
+            if time.monotonic() > deadline:
+                self._proc.kill()
+                self._proc.wait()
+                self.why = f"the evidence process did not answer within {TIMEOUT:g} s"
+                return None
+            time.sleep(0.02)
+        return json.loads(answer.read_text(encoding="utf-8"))
+
+    def close(self) -> None:
+        try:
+            self._proc.stdin.close()
+            self._proc.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
             self._proc.kill()
             self._proc.wait()
-            why = f"the evidence process did not finish within {TIMEOUT:g} s"
-        doc = (json.loads(self._out.read_text(encoding="utf-8")) if self._out.exists()
-               else {"seed": None, "counterexamples": {}})
+        self._err.close()
         self._tmp.cleanup()
-        if self._seed and doc.get("seed") is None:
-            doc["seed"] = {"not_recorded": why or "not computed"}
-        for key in self._keys:
-            doc["counterexamples"].setdefault(key, {"not_recorded": why or "not computed"})
-        return doc
 
 
-class Seeds:
-    """The seeds' evidence of several backends, computed in the background from now on: one
-    child process per backend, one at a time, in a thread. Started with the session, it runs
-    while the tests do, so a conformant certification waits for no evidence at its end."""
+class Background:
+    """The evidence of backends, computed while a session's tests run.
+
+    A thread asks one child process (``serve``) for one item at a time: first every seed, then
+    each counterexample given by :meth:`add` as failures come in; the child loads each backend
+    once. A backend that ends or hangs the child costs that item (its reason recorded) and a
+    new child serves the next. :meth:`finish` adds what was not given, waits for the rest and
+    returns every backend's evidence, so a session waits at its end only for the failures found
+    last."""
 
     def __init__(self, specs: list[str]) -> None:
-        self._found: dict[str, dict[str, Any]] = {}
-        self._thread = threading.Thread(target=self._run, args=(specs,), daemon=True)
+        self._found = {spec: {"seed": None, "counterexamples": {}} for spec in specs}
+        self._given: dict[str, dict[str, str]] = {spec: {} for spec in specs}
+        self._queue: queue.Queue[tuple[str, str | None, str] | None] = queue.Queue()
+        for spec in specs:
+            self._queue.put((spec, None, ""))  # None: the seed
+        self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def _run(self, specs: list[str]) -> None:
-        for spec in specs:
-            self._found[spec] = Collection(spec, {}).result()
+    def add(self, spec: str, key: str, path: str) -> None:
+        """Compute the series of the counterexample in ``path`` (target ``key``) of ``spec``."""
+        if spec in self._given and key not in self._given[spec]:
+            self._given[spec][key] = path
+            self._queue.put((spec, key, path))
 
-    def result(self, spec: str) -> dict[str, Any]:
+    def _run(self) -> None:
+        child = None
+        while (item := self._queue.get()) is not None:
+            spec, key, path = item
+            child = child or _Child()
+            answer = child.ask(spec, key, path)
+            if answer is None:
+                answer = {"not_recorded": child.why}
+                child.close()
+                child = None
+            if key is None:  # {"seed", "package"}, or why neither was computed
+                self._found[spec]["seed"] = answer.get("seed", answer)
+                self._found[spec]["package"] = answer.get("package")
+            else:
+                self._found[spec]["counterexamples"][key] = answer
+        if child is not None:
+            child.close()
+
+    def finish(self, counterexamples: dict[str, dict[str, str]]) -> dict[str, dict[str, Any]]:
+        """Every backend's evidence (spec → document), ``counterexamples`` (spec → target key
+        → file) included: the ones not given yet are computed now."""
+        for spec, files in counterexamples.items():
+            for key, path in files.items():
+                self.add(spec, key, path)
+        self._queue.put(None)
         self._thread.join()
-        return self._found[spec]
+        return {spec: {"seed": doc["seed"], "package": doc.get("package"),
+                       "counterexamples": {k: doc["counterexamples"][k]
+                                           for k in counterexamples.get(spec, {})}}
+                for spec, doc in self._found.items()}
 
 
-def collect(spec: str, counterexamples: dict[str, str],
-            seeds: Seeds | None = None) -> dict[str, Any]:
+def collect(spec: str, counterexamples: dict[str, str]) -> dict[str, Any]:
     """The evidence of backend ``spec`` (as the user named it) and its counterexample files
-    (target key → path), from a child process; what it could not compute says why.
-    ``seeds``: the seeds computed in the background; the counterexamples then take a child
-    process of their own, only when there are any."""
-    if seeds is None:
-        return Collection(spec, counterexamples).result()
-    doc = seeds.result(spec)
-    if counterexamples:
-        doc["counterexamples"] = Collection(spec, counterexamples,
-                                            seed=False).result()["counterexamples"]
-    return doc
+    (target key → path), from a child process; what it could not compute says why."""
+    return Background([spec]).finish({spec: counterexamples})[spec]
 
 
 if __name__ == "__main__":
-    child_main(sys.argv[1], sys.argv[2])
+    serve(sys.argv[1])

@@ -111,7 +111,7 @@ class _State:
     known_deviations: str | None = None  # the file, as named
     started: float = dataclasses.field(default_factory=time.time)
     progress: _Progress | None = None
-    seeds: Any = None  # evidence.Seeds, started with the session when reports are written
+    background: Any = None  # evidence.Background, started with the session writing reports
 
 
 @dataclasses.dataclass
@@ -337,7 +337,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             and not hasattr(session.config, "workerinput"):
         from conformance import evidence
 
-        state.seeds = evidence.Seeds([spec for spec, *_ in state.backends])
+        state.background = evidence.Background([spec for spec, *_ in state.backends])
     terminal = session.config.pluginmanager.get_plugin("terminalreporter")
     every = session.config.getoption("conformance_progress", 0.0)
     if state is not None and every > 0 and terminal is not None \
@@ -389,6 +389,20 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
             record = {**record, "status": Status.ERROR.value,
                       "message": str(report.longrepr)[-2000:]}
         _pending.append(record)
+        _evidence_now(record)
+
+
+def _evidence_now(record: Result) -> None:
+    """A failure's counterexample, to the evidence computed in the background."""
+    from conformance.report import counterexample_of, target_key
+
+    state = _live[0] if _live else None
+    path = counterexample_of(record)
+    if state is None or state.background is None or path is None:
+        return
+    for spec, backend, _ in state.backends:
+        if backend.name == record["backend"]:
+            state.background.add(spec, target_key(record), path)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -413,7 +427,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                              unused_deviations=unused, started=state.started,
                              interrupted=exitstatus == pytest.ExitCode.INTERRUPTED,
                              shard=shard, known_deviations=state.known_deviations,
-                             seeds=state.seeds)
+                             background=state.background)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config

@@ -116,19 +116,22 @@ def write_session(report_dir: Path, backends: list[tuple[str, Any, Any]],
                   unused_deviations: list[Any], started: float,
                   interrupted: bool, shard: str | None = None,
                   known_deviations: str | None = None,
-                  seeds: evidence.Seeds | None = None) -> list[Path]:
+                  background: evidence.Background | None = None) -> list[Path]:
     """Write ``<backend>.json`` for each backend of the session, then the summaries.
 
     Everything the summaries show is computed here and stored in the JSON, the evidence
     (:mod:`conformance.evidence`: the seed's trajectory, the failing targets' per-step series)
-    included; ``seeds``: the seeds' evidence started with the session."""
+    included: from ``background``, the evidence computed while the tests ran, when given."""
     paths = []
+    mine = {spec: [r for r in records if r["backend"] == backend.name]
+            for spec, backend, _ in backends}
+    files = {spec: counterexample_files(rs) for spec, rs in mine.items()}
+    computed = background.finish(files) if background is not None else None
     for spec, backend, caps in backends:
-        mine = [r for r in records if r["backend"] == backend.name]
-        found = evidence.collect(spec, counterexample_files(mine), seeds)
+        found = computed[spec] if computed is not None else evidence.collect(spec, files[spec])
         found.pop("package", None)  # this process knows it first-hand
         unused = [d for d in unused_deviations if d.applies_to(spec, backend.name)]
-        doc = backend_report(spec, backend, caps, mine, effort=effort,
+        doc = backend_report(spec, backend, caps, mine[spec], effort=effort,
                              unused_deviations=unused, started=started,
                              interrupted=interrupted, shard=shard,
                              known_deviations=known_deviations, found=found)
@@ -143,10 +146,14 @@ def safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
 
 
+def counterexample_of(r: dict[str, Any]) -> str | None:
+    """The counterexample file of a failing or known target whose evidence is recorded."""
+    return r.get("counterexample") if r["status"] in ("fail", "known") else None
+
+
 def counterexample_files(results: Iterable[dict[str, Any]]) -> dict[str, str]:
     """Target key → counterexample file, for the targets whose evidence is recorded."""
-    return {target_key(r): r["counterexample"] for r in results
-            if r["status"] in ("fail", "known") and r.get("counterexample")}
+    return {target_key(r): path for r in results if (path := counterexample_of(r))}
 
 
 def migrate(doc: dict[str, Any]) -> dict[str, Any]:
