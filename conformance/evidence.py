@@ -320,7 +320,7 @@ class Background:
 
     def __init__(self, specs: list[str]) -> None:
         self._found = {spec: {"seed": None, "counterexamples": {}} for spec in specs}
-        self._given: dict[str, dict[str, str]] = {spec: {} for spec in specs}
+        self._given: set[tuple[str, str]] = set()  # (spec, key) queued
         self._queue: queue.Queue[tuple[str, str | None, str] | None] = queue.Queue()
         for spec in specs:
             self._queue.put((spec, None, ""))  # None: the seed
@@ -329,8 +329,8 @@ class Background:
 
     def add(self, spec: str, key: str, path: str) -> None:
         """Compute the series of the counterexample in ``path`` (target ``key``) of ``spec``."""
-        if spec in self._given and key not in self._given[spec]:
-            self._given[spec][key] = path
+        if spec in self._found and (spec, key) not in self._given:
+            self._given.add((spec, key))
             self._queue.put((spec, key, path))
 
     def _run(self) -> None:

@@ -121,14 +121,15 @@ def write_session(report_dir: Path, backends: list[tuple[str, Any, Any]],
 
     Everything the summaries show is computed here and stored in the JSON, the evidence
     (:mod:`conformance.evidence`: the seed's trajectory, the failing targets' per-step series)
-    included: from ``background``, the evidence computed while the tests ran, when given."""
+    included: from ``background``, the evidence computed while the tests ran (else computed
+    now)."""
     paths = []
     mine = {spec: [r for r in records if r["backend"] == backend.name]
             for spec, backend, _ in backends}
     files = {spec: counterexample_files(rs) for spec, rs in mine.items()}
-    computed = background.finish(files) if background is not None else None
+    computed = (background or evidence.Background(list(mine))).finish(files)
     for spec, backend, caps in backends:
-        found = computed[spec] if computed is not None else evidence.collect(spec, files[spec])
+        found = computed[spec]
         found.pop("package", None)  # this process knows it first-hand
         unused = [d for d in unused_deviations if d.applies_to(spec, backend.name)]
         doc = backend_report(spec, backend, caps, mine[spec], effort=effort,
