@@ -84,6 +84,17 @@ def _element(a: Any, index: tuple[int, ...]) -> float:
     return float(_pairs(a)[index])
 
 
+def element_json(a: Any, index: tuple[int, ...]) -> float | str | list[float | str] | None:
+    """An input's element for the reader: ``index`` is the violation's, into the judged field
+    (one more axis, real and imaginary part, when that field is complex; none when it is a real
+    state of a complex parameter, complex_mode "modulus"), so a complex element of the input is
+    ``[re, im]``."""
+    x = np.asarray(a)[index[:np.ndim(a)]]
+    if np.iscomplexobj(x) and len(index) == np.ndim(a):
+        return [jsonable(x.real), jsonable(x.imag)]
+    return jsonable(_element(a, index))
+
+
 def _bound_element(bound: Any, exact: np.ndarray, index: tuple[int, ...]) -> float:
     """Element ``index`` of a bound array, broadcast as the judge broadcasts it."""
     b = np.asarray(bound, dtype=np.float64)
@@ -163,8 +174,8 @@ def case_inputs(case: Any, violation: dict[str, Any]) -> dict[str, Any]:
         try:
             out["element"] = {
                 "param": i, "index": list(index),
-                "start": jsonable(_element(case.params[i], index)),
-                "grads": [jsonable(_element(gs[i], index)) for gs in case.grads[:last]],
+                "start": element_json(case.params[i], index),
+                "grads": [element_json(gs[i], index) for gs in case.grads[:last]],
             }
         except (IndexError, ValueError):  # an index into a state of another shape
             pass

@@ -298,6 +298,9 @@ def _size(ex: dict[str, Any] | None) -> float:
 def _fmt(x: Any) -> str:
     if x is None:
         return "–"
+    if isinstance(x, list):  # a complex element: [re, im]
+        re, im = (_fmt(part) for part in x)
+        return f"{re}{'' if im.startswith('-') else '+'}{im}j"
     v = number(x)
     return repr(v) if not math.isfinite(v) else f"{v:.6g}"
 
