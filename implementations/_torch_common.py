@@ -21,10 +21,10 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 import torch
 
+from conformance.case import np_dtype
 from spec.rmsprop import HParams, ParamState
 
 ALL_DTYPES = frozenset({"float16", "bfloat16", "float32", "float64", "complex64", "complex128"})
@@ -46,11 +46,9 @@ _TORCH_DTYPES: dict[str, torch.dtype] = {
     "float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
     "float64": torch.float64, "complex64": torch.complex64, "complex128": torch.complex128,
 }
-_NUMPY_DTYPES: dict[torch.dtype, np.dtype] = {
-    torch.float16: np.dtype(np.float16), torch.bfloat16: np.dtype(ml_dtypes.bfloat16),
-    torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64),
-    torch.complex64: np.dtype(np.complex64), torch.complex128: np.dtype(np.complex128),
-}
+# The NumPy dtype of a torch dtype, by name (conformance.case.np_dtype: bfloat16 from ml_dtypes,
+# imported only when a bfloat16 array is met: it takes ~0.6 s, in every process).
+_DTYPE_NAMES: dict[torch.dtype, str] = {t: name for name, t in _TORCH_DTYPES.items()}
 
 
 def torch_dtype(dtype: Any) -> torch.dtype:
@@ -110,7 +108,7 @@ def raw_torch_kwargs(hparams: Mapping[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 def _bits(a: np.ndarray) -> tuple[np.ndarray, bool]:
     """``a`` itself, or its int16 bit pattern for bfloat16 (a view: no copy, no rounding)."""
-    if a.dtype == ml_dtypes.bfloat16:
+    if a.dtype.name == "bfloat16":
         return a.view(np.int16), True
     return a, False
 
@@ -165,7 +163,7 @@ def like(p: torch.Tensor, a: np.ndarray | None) -> torch.Tensor | None:
     if a.shape != tuple(p.shape):
         raise ValueError(f"state array of shape {a.shape} for a parameter of shape "
                          f"{tuple(p.shape)}")
-    values = _contiguous(a.astype(_NUMPY_DTYPES[p.dtype]))
+    values = _contiguous(a.astype(np_dtype(_DTYPE_NAMES[p.dtype])))
     out = torch.empty_like(p, memory_format=torch.preserve_format, requires_grad=False)
     with torch.no_grad():
         out.copy_(_from_numpy(values))
@@ -181,7 +179,7 @@ def to_numpy(t: torch.Tensor) -> np.ndarray:
         t = t.resolve_conj().resolve_neg()
     t = t.contiguous()
     if t.dtype == torch.bfloat16:
-        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16).copy()
+        return t.view(torch.int16).numpy().view(np_dtype("bfloat16")).copy()
     return t.numpy().copy()
 
 
