@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from conformance import __version__, compare, deviations, registry
+from conformance import __version__, compare, deviations, forkserver, registry
 from conformance.plugin import DEFAULT_EFFORT, EFFORTS, SUITE_DIR, parse_shard, unknown_effort
 from conformance.result import STATUSES
 
@@ -179,6 +179,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
     if not names:
         raise UsageError("name at least one backend, or give --bundled")
     loaded, known_devices = [], []
+    threads = forkserver.threads_before_loading()
     for name in names:
         try:
             backend, caps = registry.load_declared(name)
@@ -215,16 +216,19 @@ def cmd_certify(args: argparse.Namespace) -> int:
     # One pytest session for all of them: their targets share the xdist workers, which start
     # once, and keep both busy to the end. A backend that crashes or hangs a worker costs the
     # test it was in (the watchdog ends a stuck one; xdist starts another), never the others.
-    code = _run_pytest(pytest_command(names, args, report_dir))
-    codes = dict.fromkeys(names, code)
-    if code in (2, 3, 4):
-        print(f"the pytest run ended with code {code}", file=sys.stderr)
-    if code in (3, 4) and len(names) > 1:
-        # One of them broke the session itself (pytest's internal or usage error): each one
-        # without a report is certified alone, so that it cannot cost the others theirs.
-        for name in [n for n in names if not fresh(n)]:
-            print(f"certifying {name} alone", file=sys.stderr, flush=True)
-            codes[name] = _run_pytest(pytest_command([name], args, report_dir))
+    # Its workers and evidence process are forked from one process that has what they import
+    # (forkserver: when loading the backends started no threads).
+    with forkserver.serving(threads):
+        code = _run_pytest(pytest_command(names, args, report_dir))
+        codes = dict.fromkeys(names, code)
+        if code in (2, 3, 4):
+            print(f"the pytest run ended with code {code}", file=sys.stderr)
+        if code in (3, 4) and len(names) > 1:
+            # One of them broke the session itself (pytest's internal or usage error): each
+            # one without a report is certified alone, so that it cannot cost the others theirs.
+            for name in [n for n in names if not fresh(n)]:
+                print(f"certifying {name} alone", file=sys.stderr, flush=True)
+                codes[name] = _run_pytest(pytest_command([name], args, report_dir))
     docs, outcomes = [], []
     for name, backend in loaded:
         if fresh(name):

@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from conformance import forkserver
+
 TIMEOUT = 120.0  # seconds for one answer of the child process (loading a backend included)
 CALL_TIMEOUT = 60  # seconds for one item inside it (SIGALRM: Python code only)
 _MAX_SHOWN = 8  # gradients of the violating element shown per counterexample
@@ -274,7 +276,7 @@ class _Child:
         # The child imports backends (module:attr) from where this process found them.
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)}
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "conformance.evidence", str(self._dir)],
+            [forkserver.python(), "-m", "conformance.evidence", str(self._dir)],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._err, env=env,
             text=True)
 

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from conformance import deviations as dev
-from conformance import registry
+from conformance import forkserver, registry
 from conformance.properties import BY_NAME, targets
 from conformance.result import BAD, Result, Status, new_result
 
@@ -361,6 +361,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     state = _state(session.config)
     if state is not None and state.progress is not None:
         state.progress.total = _suite_tests([it.nodeid for it in session.items])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_setupnodes(config: pytest.Config, specs: list[Any]) -> None:
+    """Workers forked by the certify command's fork server, when one serves (forkserver)."""
+    if forkserver.serves():
+        for spec in specs:
+            if spec.popen and not spec.python:
+                spec.python = forkserver.python()
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -230,3 +230,19 @@ def makes_nothing() -> None:
 
 
 NOT_A_BACKEND_INT = 42
+
+
+_LOADED_IN = os.getpid()  # the process that imported this module
+
+
+class RecordsItsProcess(_Bad):
+    """Well behaved; each run appends to the file in $RECORD_PROCESS the pid of the process that
+    imported this module and the pid running it: different in a forked process that found the
+    module imported already (conformance.forkserver), the same in a freshly started one."""
+
+    name = "bad.records_its_process"
+
+    def run(self, case: Case) -> Trajectory:
+        with open(os.environ["RECORD_PROCESS"], "a", encoding="utf-8") as f:
+            f.write(f"{_LOADED_IN} {os.getpid()}\n")
+        return super().run(case)
