@@ -10,7 +10,9 @@ conformant one), median of ``--repeat`` runs: the wall time, the time inside ``b
 time / backend time. Then the breakdown of one in-process run (one worker, same settings) into
 input generation, the backend, oracle and bounds, diagnosis (alternative readings, labels),
 report writing and the rest (Hypothesis's engine, the checks' own code), and the wall time of
-certify's pytest session selecting no test (start-up, workers, evidence, report). The issue's
+certify selecting no test (start-up, workers, evidence, report). The certifications and the
+empty one are run again with the session's processes started rather than forked
+(``RMSPROP_CONFORMANCE_FORKSERVER=0``, docs/architecture.md §9), for the ratio. The issue's
 goals: torch.foreach with the ci effort in at most 20 s wall on 2 cores, overhead at most 1.5x.
 """
 
@@ -21,6 +23,7 @@ import contextlib
 import functools
 import io
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -42,27 +45,33 @@ def _command(name: str, args: argparse.Namespace, report_dir: Path,
     return cli.pytest_command([name], ns, report_dir)
 
 
-def _certify(name: str, args: argparse.Namespace, known: str | None,
-             extra: tuple[str, ...] = ()) -> tuple[float, dict[str, Any] | None]:
-    """``rmsprop-conformance certify NAME`` as a user runs it: its wall time and report."""
+_FORKSERVER = "RMSPROP_CONFORMANCE_FORKSERVER"
+
+# certify with its pytest session selecting no test (start-up, workers, evidence, report).
+_EMPTY = """
+import sys
+from conformance import cli
+full = cli.pytest_command
+cli.pytest_command = lambda *a: [*full(*a)[:-1], "-k", "no_test_has_this_name", full(*a)[-1]]
+cli.main(sys.argv[1:])
+"""
+
+
+def _certify(name: str, args: argparse.Namespace, known: str | None, forked: bool = True,
+             empty: bool = False) -> tuple[float, dict[str, Any] | None]:
+    """``rmsprop-conformance certify NAME`` as a user runs it (with its processes started, not
+    forked, when not ``forked``; selecting no test when ``empty``): wall time and report."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "conformance.cli", "certify", name, "--effort",
-               args.effort, "-n", args.jobs, "--report-dir", tmp, *extra] \
-            + (["--known-deviations", known] if known else [])
+        cmd = [sys.executable, "-c", _EMPTY] if empty else \
+            [sys.executable, "-m", "conformance.cli"]
+        cmd += ["certify", name, "--effort", args.effort, "-n", args.jobs, "--report-dir", tmp]
+        cmd += ["--known-deviations", known] if known else []
+        env = {**os.environ, _FORKSERVER: "1" if forked else "0"}
         start = time.perf_counter()
-        subprocess.run(cmd, check=False, capture_output=True)
+        subprocess.run(cmd, check=False, capture_output=True, env=env)
         wall = time.perf_counter() - start
         path = next(Path(tmp).glob("*.json"), None)
         return wall, None if path is None else json.loads(path.read_text())
-
-
-def _empty_session(name: str, args: argparse.Namespace) -> float:
-    """Wall seconds of certify's pytest session selecting no test: start-up and end."""
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = _command(name, args, Path(tmp), args.known_deviations)
-        start = time.perf_counter()
-        subprocess.run([*cmd, "-k", "no_test_has_this_name"], check=False, capture_output=True)
-        return time.perf_counter() - start
 
 
 class _Clock:
@@ -131,32 +140,37 @@ def main() -> None:
     args = parser.parse_args()
     for name in args.backends:
         print(f"{name}, effort {args.effort}, -n {args.jobs} (median of {args.repeat})")
-        print(f"  {'deviations':12} {'wall s':>7} {'tests s':>8} {'in run() s':>10} "
+        print(f"  {'deviations':20} {'wall s':>7} {'tests s':>8} {'in run() s':>10} "
               f"{'wall/run':>9} {'tests/run':>10} {'examples':>9}  verdict")
-        for known in (args.known_deviations, None):
-            runs = [_certify(name, args, known) for _ in range(args.repeat)]
+        rows = [("listed", args.known_deviations, True), ("none", None, True),
+                ("listed, not forked", args.known_deviations, False)]
+        for label, known, forked in rows:
+            runs = [_certify(name, args, known, forked) for _ in range(args.repeat)]
             wall, doc = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
             if doc is None:
-                print(f"  {'no report':12} {wall:7.1f}")
+                print(f"  {label:20} {wall:7.1f}  no report")
                 continue
             results = doc["results"]
             tests = sum(r["seconds"] for r in results)
             inside = sum(r.get("backend_seconds", 0.0) for r in results)
             examples = sum(r["examples"] for r in results)
-            print(f"  {'listed' if known else 'none':12} {wall:7.1f} {tests:8.1f} {inside:10.1f} "
+            print(f"  {label:20} {wall:7.1f} {tests:8.1f} {inside:10.1f} "
                   f"{wall / inside if inside else float('inf'):8.2f}x "
                   f"{tests / inside if inside else float('inf'):9.2f}x {examples:9d}  "
                   f"{doc['verdict']} {doc['counts']}  (walls: "
                   f"{', '.join(f'{w:.1f}' for w, _ in runs)})")
-        startup = statistics.median(_empty_session(name, args) for _ in range(args.repeat))
+        startup = {forked: statistics.median(_certify(name, args, args.known_deviations,
+                                                      forked, empty=True)[0]
+                                             for _ in range(args.repeat))
+                   for forked in (True, False)}
         parts = _breakdown(name, args, args.known_deviations)
         total = parts.pop("total")
         print(f"  breakdown of one in-process run (-n 0, known deviations listed): {total:.1f} s")
         for category, seconds in sorted(parts.items(), key=lambda kv: -kv[1]):
             print(f"    {category:44} {seconds:7.1f} s {100 * seconds / total:5.1f} %")
-        print(f"  certify's pytest session selecting no test (-n {args.jobs}: start-up, workers, "
-              f"evidence, report): {startup:.1f} s wall")
-
+        print(f"  certify selecting no test (-n {args.jobs}: start-up, workers, evidence, "
+              f"report): {startup[True]:.1f} s wall; {startup[False]:.1f} s with its processes "
+              f"started, not forked ({startup[False] / startup[True]:.2f}x)")
 
 if __name__ == "__main__":
     main()
