@@ -123,30 +123,34 @@ def _functional_step(params: list[torch.Tensor], grads: list[torch.Tensor],
 
 
 class Compiled(ForLoop):
-    """``torch.compile(dynamic=True)`` of the step ``RMSprop.step`` runs (foreach=False).
+    """``torch.compile(dynamic=True, fullgraph=True)`` of the step ``RMSprop.step`` runs
+    (foreach=False).
 
     What is compiled: ``torch.optim.rmsprop.rmsprop``, the function ``RMSprop.step`` hands its
     gathered state to (the same ``_single_tensor_rmsprop`` code), with the hyperparameters as
-    arguments and dynamic shapes. lr, alpha and weight_decay are 0-d float64 tensors (torch's
-    advice for compiled optimizers, which ``rmsprop`` accepts for each: they only meet tensor
-    ops and Scalar arguments), eps and momentum Python floats that dynamo keeps symbolic. As
-    Python floats, torch specialises ``1 - alpha`` (``addcmul_(value=)``) and ``weight_decay``
-    (``add(alpha=)``): every new value compiled once more (~1.5 s on a CPU, nearly every
-    example), and the specialisation has its own torch bugs (a stale ``1 - alpha`` from the FX
-    graph cache; "Guard failed on the same frame it was created" for an alpha of 17 significant
-    digits), kept as strict xfails in ``tests/test_torch_backends.py`` and in docs/findings.md.
-    As tensors, one compiled entry serves every example with the same structure (number of
+    arguments and dynamic shapes. ``fullgraph=True`` makes a graph break an error: without it,
+    a break inside torch's per-parameter loop makes dynamo run the whole step eagerly, and the
+    certification would judge eager torch, not inductor's code (a 0-d ``weight_decay`` tensor did
+    exactly that: ``if weight_decay != 0`` on a tensor breaks the graph, and not one operation
+    was compiled — docs/findings.md). lr and alpha are 0-d float64 tensors (torch's advice for
+    compiled optimizers; ``rmsprop`` accepts them, they only meet tensor ops and Scalar
+    arguments), so new values compile nothing; eps and momentum are Python floats that dynamo
+    keeps symbolic (new values compile nothing either). weight_decay stays a Python float, as
+    ``RMSprop``'s param_groups hold it: torch specialises it (``add(alpha=)`` takes no symbolic
+    float), so each new nonzero value compiles once more, as does each new structure (number of
     parameters, dtypes, ranks, layouts, centered, maximize, momentum > 0, weight_decay ≠ 0):
     ``compilations()`` and ``benchmarks/torch_compilations.py`` count them.
 
     Inductor's FX graph cache stays off for these compilations, so that no result can depend
-    on a graph compiled for an earlier example.
+    on a graph compiled for an earlier example (with it on, a specialised float is served the
+    graph of the first value: ``tests/test_torch_backends.py``).
     """
 
     name = "torch.compile"
-    description = ("torch.compile(dynamic=True) of torch.optim.rmsprop.rmsprop (the step "
-                   "RMSprop.step runs, foreach=False), lr, alpha and weight_decay 0-d float64 "
-                   "tensors (new values compile nothing); inductor's FX graph cache off")
+    description = ("torch.compile(dynamic=True, fullgraph=True) of torch.optim.rmsprop.rmsprop "
+                   "(the step RMSprop.step runs, foreach=False), lr and alpha 0-d float64 "
+                   "tensors, weight_decay a Python float (each new value compiles); inductor's "
+                   "FX graph cache off")
     # Every structure is one more compiled entry; dynamo's default
     # limit (8) would silently fall back to eager execution, which would certify the wrong thing.
     dynamo_config: ClassVar[dict[str, Any]] = {
@@ -155,14 +159,14 @@ class Compiled(ForLoop):
     }
     inductor_config: ClassVar[dict[str, Any]] = {"fx_graph_cache": False}
     # Passed as 0-d tensors (lr always is); benchmarks/torch_compilations.py empties it to count
-    # what Python floats cost.
-    tensor_hyperparameters: ClassVar[tuple[str, ...]] = ("alpha", "weight_decay")
+    # what Python floats cost. Not weight_decay: as a tensor it breaks the graph (see above).
+    tensor_hyperparameters: ClassVar[tuple[str, ...]] = ("alpha",)
     _compiled: ClassVar[Any] = None
 
     @classmethod
     def compiled_step(cls) -> Any:
         if cls._compiled is None:
-            cls._compiled = torch.compile(_functional_step, dynamic=True)
+            cls._compiled = torch.compile(_functional_step, dynamic=True, fullgraph=True)
         return cls._compiled
 
     @staticmethod
