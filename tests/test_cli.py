@@ -410,6 +410,8 @@ def test_bundled_certifies_every_builtin_in_one_session_with_the_effort_asked(
     torch.compile included (it once had to be capped at quick: it recompiled for every alpha)."""
     from conformance import cli, registry  # noqa: PLC0415
 
+    # No fork server: nothing runs (pytest is replaced), and this test process may run threads.
+    monkeypatch.setenv("RMSPROP_CONFORMANCE_FORKSERVER", "0")
     monkeypatch.setattr(registry, "BUILTINS", {"seed": BUILTINS["seed"],
                                                "torch.compile": BUILTINS["torch.compile"]})
     commands = []
