@@ -31,7 +31,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from torch._dynamo.utils import counters
 
 from benchmarks._cases import harness_cases, random_case, same_structure_case
 from conformance.case import Case
@@ -47,7 +46,7 @@ def measure(cases: list[Case], tensors: tuple[str, ...]) -> dict[str, float]:
     backend = Compiled()
     backend.tensor_hyperparameters = tensors
     first = Compiled.compilations()
-    captured = counters["stats"]["calls_captured"]
+    captured = Compiled.captured_operations()
     warm, cold = [], []
     raised = 0
     start = time.perf_counter()
@@ -59,7 +58,7 @@ def measure(cases: list[Case], tensors: tuple[str, ...]) -> dict[str, float]:
             raised += 1
         (warm if Compiled.compilations() == before else cold).append(time.perf_counter() - t0)
     return {"examples": len(cases), "compilations": Compiled.compilations() - first,
-            "captured": counters["stats"]["calls_captured"] - captured,
+            "captured": Compiled.captured_operations() - captured,
             "raised": raised, "seconds": time.perf_counter() - start, "warm": _median(warm),
             "cold": _median(cold)}
 

@@ -176,6 +176,13 @@ class Compiled(ForLoop):
 
         return int(counters["stats"]["unique_graphs"])
 
+    @staticmethod
+    def captured_operations() -> int:
+        """Operations dynamo captured into those graphs so far (0: the step ran eagerly)."""
+        from torch._dynamo.utils import counters  # noqa: PLC0415
+
+        return int(counters["stats"]["calls_captured"])
+
     def run(self, case: Case) -> Trajectory:
         kwargs = torch_kwargs(case.hp)
         device = self._device(case)
