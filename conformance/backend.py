@@ -39,6 +39,8 @@ FEATURES: dict[str, str] = {
     "tensor_lr": "make_optimizer accepts lr as an array (the framework's tensor); one of the "
                  "wrong shape or a negative one is rejected like a float",
 }
+# Hyperparameters a compiling backend may compile in as constants (``Capabilities.specialised``).
+SPECIALISABLE = ("lr", "alpha", "eps", "weight_decay", "momentum")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +51,14 @@ class Capabilities:
     convention axes of that profile (e.g. ``{"eps_in_sqrt": False}``). ``devices`` are those
     usable here; ``unavailable`` maps devices the backend supports but this machine lacks to the
     reason (reported as "unsupported on this machine").
+
+    ``compiled``: the backend compiles a program per case structure — the number of
+    parameters, their dtypes and ranks, which sides are 0 or 1, their layouts, the
+    hyperparameter flags — and per value of each hyperparameter in ``specialised`` (a subset of
+    ``SPECIALISABLE``), so that a new structure costs seconds where a new value costs
+    milliseconds (``torch.compile``). Its cases then take their structures from a small fixed
+    set per target and their specialised values from a grid (``conformance.strategies``), and
+    draw every other value freely.
     """
 
     profile: str
@@ -58,6 +68,8 @@ class Capabilities:
     conventions: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     unavailable: Mapping[str, str] = dataclasses.field(default_factory=dict)
     description: str = ""
+    compiled: bool = False
+    specialised: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
@@ -70,6 +82,13 @@ class Capabilities:
         bad = sorted(set(self.features) - set(FEATURES))
         if bad:
             raise ValueError(f"unknown feature {bad[0]!r}; allowed: {', '.join(FEATURES)}")
+        object.__setattr__(self, "specialised", frozenset(self.specialised))
+        bad = sorted(self.specialised - set(SPECIALISABLE))
+        if bad:
+            raise ValueError(f"specialised hyperparameter {bad[0]!r} is not one of "
+                             f"{', '.join(SPECIALISABLE)}")
+        if self.specialised and not self.compiled:
+            raise ValueError(f"specialised={sorted(self.specialised)} needs compiled=True")
         HParams.from_profile(self.profile, **self.conventions)  # validates the axes' names/values
 
     def supports(self, feature: str) -> bool:
@@ -88,6 +107,8 @@ class Capabilities:
             "unavailable": dict(self.unavailable),
             "features": sorted(self.features),
             "description": self.description,
+            "compiled": self.compiled,
+            "specialised": sorted(self.specialised),
         }
 
 

@@ -23,6 +23,7 @@ counterexample); large ones from a NumPy generator seeded by a drawn integer (fa
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -44,6 +45,11 @@ __all__ = [
     "HPARAM_FEATURES",
     "SCHEDULES",
     "SETTINGS_PROFILES",
+    "SPECIALISED_VALUES",
+    "STRUCTURES",
+    "Flags",
+    "ParamStructure",
+    "Structure",
     "cases",
     "gradient_bound",
     "gradient_families",
@@ -55,6 +61,7 @@ __all__ = [
     "shapes",
     "shrink_seconds_for",
     "states",
+    "structures",
 ]
 
 FAMILIES = ("normal", "heavy_tailed", "nearly_constant", "sign_flipping", "sparse", "tiny", "huge")
@@ -350,10 +357,13 @@ def layouts(shape: Sequence[int]) -> st.SearchStrategy[str]:
 
 
 def _layouts(shape: tuple[int, ...]) -> st.SearchStrategy[str]:
-    ndim, size = len(shape), math.prod(shape)
-    ok = {"contiguous": True, "transposed": ndim >= 2 and size > 0,
-          "strided": ndim >= 1 and size > 0, "channels_last": ndim == 4 and size > 0}
-    return _choice(tuple(x for x in LAYOUTS if ok[x]))
+    return _choice(_allowed_layouts(len(shape), math.prod(shape) > 0))
+
+
+def _allowed_layouts(ndim: int, nonempty: bool) -> tuple[str, ...]:
+    ok = {"contiguous": True, "transposed": ndim >= 2 and nonempty,
+          "strided": ndim >= 1 and nonempty, "channels_last": ndim == 4 and nonempty}
+    return tuple(x for x in LAYOUTS if ok[x])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -496,11 +506,15 @@ def hparams(caps: Capabilities, *, features: Iterable[str] | None = None, edge: 
       gradients;
     - weight_decay: 0 or log-uniform in 1e-5 … 1; momentum: 0, 0.5, 0.9, 0.99 or uniform in
       [0, 0.999].
+
+    For a compiled backend (``caps.compiled``) the flags and the specialised values come from one
+    of :data:`STRUCTURES` fixed combinations (:func:`structures`).
     """
     caps = _check_caps(caps)
     features, require = _check_features(caps, features, require)
     edge = _check_bool(edge, "edge")
-    return _HPARAMS(caps, features, require, edge, _state_stays_positive(caps, False))
+    pool = _flag_pool(caps, features, require) if caps.compiled else None
+    return _HPARAMS(caps, features, require, edge, _state_stays_positive(caps, False), pool)
 
 
 def _state_stays_positive(caps: Capabilities, positive_state: bool) -> bool:
@@ -510,9 +524,14 @@ def _state_stays_positive(caps: Capabilities, positive_state: bool) -> bool:
 
 
 def _draw_hparams(draw: st.DrawFn, caps: Capabilities, features: frozenset[str],
-                  require: frozenset[str], edge: bool, positive_start: bool) -> HParams:
+                  require: frozenset[str], edge: bool, positive_start: bool,
+                  pool: tuple[Flags, ...] | None = None) -> HParams:
     """``positive_start``: see :func:`_state_stays_positive`; with alpha > 0 it makes eps = 0
-    valid, since then v_t − |ḡ_t|² ≥ alpha^t·(v_0 − |ḡ_0|²) > 0 (R30's recurrence)."""
+    valid, since then v_t − |ḡ_t|² ≥ alpha^t·(v_0 − |ḡ_0|²) > 0 (R30's recurrence).
+    ``pool``: flag combinations of a compiled backend, one drawn."""
+    if pool is not None:
+        return _with_flags(draw, caps, pool[draw(_integers(0, len(pool) - 1))], edge,
+                           positive_start)
 
     def flag(name: str) -> bool:
         return name in require or (name in features and draw(_BOOLEANS))
@@ -680,6 +699,137 @@ def _round_up(target: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------------
+# Structures of compiled backends (Capabilities.compiled)
+# --------------------------------------------------------------------------------------------------
+# Structures per target of a compiled backend. A compilation costs seconds where an example
+# costs milliseconds (torch.compile: 1.5–4 s, benchmarks/torch_compilations.py): with a new
+# structure per example a certification at ci would spend nearly all its time compiling. With a
+# few fixed structures per target — shared by every target with the same options and dtype —
+# the search spends its examples on values, which a compiled program must get right for every
+# input, while the structures still cover every rank, sides 0 and 1, each declared dtype among
+# several parameters, each layout and each flag on and off.
+STRUCTURES = 6
+# The values a specialised hyperparameter (Capabilities.specialised) takes: spread over the
+# range :func:`hparams` draws from, edges included (0 and alpha = 1 excepted: their validity
+# depends on other draws).
+SPECIALISED_VALUES: dict[str, tuple[float, ...]] = {
+    "lr": (1e-6, 1e-3, 1e-1, 1.0), "alpha": (0.0, 0.5, 0.9, 0.99, 0.999),
+    "eps": (1e-12, 1e-8, 1e-4, 1.0), "weight_decay": (1e-5, 1e-3, 1e-1, 1.0),
+    "momentum": (0.5, 0.9, 0.99)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Flags:
+    """The hyperparameter features a case switches on, and the specialised values."""
+
+    on: frozenset[str]
+    values: tuple[tuple[str, float], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamStructure:
+    """One parameter of a :class:`Structure`: its dtype, its sides (0 and 1 fixed, None: drawn
+    in 2 … max_side) and its layout."""
+
+    dtype: str
+    sides: tuple[int | None, ...]
+    layout: str = "contiguous"
+
+
+@dataclasses.dataclass(frozen=True)
+class Structure:
+    """What a compiled backend compiles a program for: flags, specialised values, parameters."""
+
+    flags: Flags
+    params: tuple[ParamStructure, ...]
+
+
+def _flag_pool(caps: Capabilities, features: frozenset[str], require: frozenset[str],
+               n: int = STRUCTURES) -> tuple[Flags, ...]:
+    """``n`` flag combinations: the first with only ``require``, the second with every
+    feature, the others each optional feature on or off at random (a fixed seed); specialised
+    values from :data:`SPECIALISED_VALUES`, in turn."""
+    optional = sorted((features & set(HPARAM_FEATURES)) - require)
+    specialised = sorted(caps.specialised)
+    out = []
+    for k in range(n):
+        rng = np.random.default_rng(k)
+        on = set(require) | {f for f in optional if k == 1 or (k > 1 and rng.random() < 0.5)}
+        if "nesterov" in on:
+            on.add("momentum")
+        values = tuple((h, SPECIALISED_VALUES[h][k % len(SPECIALISED_VALUES[h])])
+                       for h in specialised)
+        out.append(Flags(frozenset(on), values))
+    return tuple(out)
+
+
+def structures(caps: Capabilities, dtype: str, n: int = STRUCTURES, *, multi_param: bool = False,
+               mixed_dtypes: bool = False, layouts: bool = False, allow_nonfinite: bool = False,
+               features: Iterable[str] | None = None,
+               require: Iterable[str] = frozenset()) -> tuple[Structure, ...]:
+    """The ``n`` structures a compiled backend's cases take for these :func:`cases` options.
+
+    Structure k has flags ``_flag_pool(...)[k]`` and 1 (2 … 4 with ``multi_param``: 2 + k mod 3)
+    parameters; parameter i has rank (k + 2i + 1) mod 5, one side 1 when (k + i) mod 3 = 2 and
+    one side 0 when (k + i) mod 4 = 2 (with "zero_size"; never for the non-finite first
+    parameter), the case dtype (with ``mixed_dtypes``, the other non-empty ones rotate through
+    the declared dtypes) and a layout rotating through those its sides allow (with
+    ``layouts``). Structure 0 is the simplest (one or two contiguous parameters of the case
+    dtype, rank 1 and 3, only the required flags): the one a failure shrinks towards.
+    Deterministic: every target with the same options shares them, and a worker compiles each
+    once.
+    """
+    caps = _check_caps(caps)
+    dtype = _check_dtype(dtype)
+    n = _check_int(n, "n", 1)
+    features, require = _check_features(caps, features, require)
+    zero_ok = caps.supports("zero_size")
+    all_dtypes = tuple(sorted(caps.dtypes))
+    out = []
+    for k, flags in enumerate(_flag_pool(caps, features, require, n)):
+        params = []
+        for i in range(2 + k % 3 if multi_param else 1):
+            rank = (k + 2 * i + 1) % 5
+            if rank == 0 and not zero_ok:
+                rank = 1
+            sides: list[int | None] = [None] * rank
+            if rank and (k + i) % 3 == 2:
+                sides[(k + i) % rank] = 1
+            if rank and zero_ok and (k + i) % 4 == 2 and not (allow_nonfinite and i == 0):
+                sides[(k + i + 1) % rank] = 0
+            # Mixed dtypes on the non-empty ones: a zero-size parameter has the case dtype.
+            mixed = mixed_dtypes and i * k and 0 not in sides
+            dt = all_dtypes[(k + i) % len(all_dtypes)] if mixed else dtype
+            allowed = _allowed_layouts(rank, 0 not in sides) if layouts and k else ("contiguous",)
+            params.append(ParamStructure(dt, tuple(sides), allowed[(k + 2 * i) % len(allowed)]))
+        out.append(Structure(flags, tuple(params)))
+    return tuple(out)
+
+
+def _draw_sides(draw: st.DrawFn, sides: tuple[int | None, ...], max_side: int,
+                max_size: int) -> tuple[int, ...]:
+    """A shape with ``sides``: the None ones drawn in 2 … max_side (halved, not below 2,
+    until the shape has at most ``max_size`` elements, where it can)."""
+    out = [draw(_integers(2, max(2, max_side))) if s is None else s for s in sides]
+    free = [i for i, s in enumerate(sides) if s is None]
+    while free and math.prod(out) > max_size and max(out[i] for i in free) > 2:
+        i = max(free, key=lambda j: out[j])
+        out[i] = max(2, out[i] // 2)
+    return tuple(out)
+
+
+def _with_flags(draw: st.DrawFn, caps: Capabilities, flags: Flags, edge: bool,
+                positive_start: bool) -> HParams:
+    """Hyperparameters with exactly ``flags.on`` and its specialised values, the rest drawn."""
+    hp = _draw_hparams(draw, caps, flags.on, flags.on & set(HPARAM_FEATURES), edge,
+                       positive_start)
+    values = {h: v for h, v in flags.values
+              if (h != "weight_decay" or hp.weight_decay > 0) and (h != "momentum"
+                                                                    or hp.momentum > 0)}
+    return hp.replace(**values) if values else hp
+
+
+# --------------------------------------------------------------------------------------------------
 # Whole cases
 # --------------------------------------------------------------------------------------------------
 def _draw_initial_params(draw: st.DrawFn, shape: tuple[int, ...], dt: np.dtype) -> np.ndarray:
@@ -711,6 +861,9 @@ def cases(caps: Capabilities, dtype: str, device: str = "cpu", *, min_steps: int
     ("state_load": from :func:`states`; also lets eps be 0). Zero-size and 0-d parameters appear
     only if the backend declares "zero_size". ``allow_nonfinite``: the first parameter is
     non-empty and has NaN/±inf gradient values; each other parameter has some or none.
+
+    For a compiled backend (``caps.compiled``) each case has one of the :data:`STRUCTURES`
+    structures :func:`structures` gives for these options, and draws everything else.
     """
     caps = _check_caps(caps)
     dtype = _check_dtype(dtype)
@@ -736,41 +889,64 @@ def cases(caps: Capabilities, dtype: str, device: str = "cpu", *, min_steps: int
         raise InvalidArgument("mixed_dtypes=True needs multi_param=True (one parameter has one "
                               "dtype)")
     features, require = _check_features(caps, features, require)
+    pool = structures(caps, dtype, multi_param=multi_param, mixed_dtypes=mixed_dtypes,
+                      layouts=layouts, allow_nonfinite=allow_nonfinite, features=features,
+                      require=require) if caps.compiled else None
     return _CASES(caps, dtype, device, min_steps, max_steps, max_size, features, require,
                   _state_stays_positive(caps, initial_state),
                   multi_param=multi_param, mixed_dtypes=mixed_dtypes, schedule=schedule,
                   with_layouts=layouts, initial_state=initial_state,
-                  allow_nonfinite=allow_nonfinite)
+                  allow_nonfinite=allow_nonfinite, pool=pool)
 
 
 def _draw_case(draw: st.DrawFn, caps: Capabilities, dtype: str, device: str, min_steps: int,
                max_steps: int, max_size: int, features: frozenset[str], require: frozenset[str],
                positive_start: bool, *, multi_param: bool, mixed_dtypes: bool, schedule: bool,
-               with_layouts: bool, initial_state: bool, allow_nonfinite: bool) -> Case:
-    hp = _draw_hparams(draw, caps, features, require, True, positive_start)
+               with_layouts: bool, initial_state: bool, allow_nonfinite: bool,
+               pool: tuple[Structure, ...] | None = None) -> Case:
+    if pool is None:
+        hp = _draw_hparams(draw, caps, features, require, True, positive_start)
+    else:
+        structure = pool[draw(_integers(0, len(pool) - 1))]
+        hp = _with_flags(draw, caps, structure.flags, True, positive_start)
     n_steps = draw(_integers(min_steps, max_steps))
-    n_params = draw(_integers(1, _MAX_PARAMS)) if multi_param else 1
+    if pool is not None:
+        n_params = len(structure.params)
+    else:
+        n_params = draw(_integers(1, _MAX_PARAMS)) if multi_param else 1
     family = draw(_choice(FAMILIES))
     _label("gradient family", family, count=True)
     zero_ok = caps.supports("zero_size")
     all_dtypes = tuple(sorted(caps.dtypes))
     params, seqs, shapes_ = [], [], []
     for i in range(n_params):
-        dt_name = draw(_choice(all_dtypes)) if (mixed_dtypes and i > 0) else dtype
+        if pool is not None:
+            dt_name = structure.params[i].dtype
+        else:
+            dt_name = draw(_choice(all_dtypes)) if (mixed_dtypes and i > 0) else dtype
         dt = np_dtype(dt_name)
         nonfinite = allow_nonfinite and (i == 0 or draw(_BOOLEANS))
-        shape = _draw_shape(draw, 0 if zero_ok else 1, 4, 6, max_size,
-                            zero_ok and not (allow_nonfinite and i == 0))
+        if pool is not None:
+            shape = _draw_sides(draw, structure.params[i].sides, 6, max_size)
+        else:
+            shape = _draw_shape(draw, 0 if zero_ok else 1, 4, 6, max_size,
+                                zero_ok and not (allow_nonfinite and i == 0))
         shapes_.append(shape)
         params.append(_draw_initial_params(draw, shape, dt))
         seqs.append(_draw_gradients(draw, shape, dt_name, n_steps, family, nonfinite, None))
+    if not with_layouts:
+        layouts_ = None
+    elif pool is None:
+        layouts_ = tuple(draw(_layouts(s)) for s in shapes_)
+    else:
+        layouts_ = tuple(p.layout for p in structure.params)
     return Case(
         hp=hp,
         params=tuple(params),
         grads=tuple(tuple(seq[k] for seq in seqs) for k in range(n_steps)),
         lrs=_draw_schedule(draw, n_steps, float(hp.lr)) if schedule else None,
         device=device,
-        layouts=tuple(draw(_layouts(s)) for s in shapes_) if with_layouts else None,
+        layouts=layouts_,
         initial_state=_draw_states(draw, tuple(params), hp, _min_step(hp), 1000)
         if initial_state else None,
     )

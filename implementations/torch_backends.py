@@ -22,6 +22,7 @@ Everything crossing the NumPy/torch boundary goes through :mod:`implementations.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar
 
 import torch
@@ -162,6 +163,13 @@ class Compiled(ForLoop):
     # what Python floats cost. Not weight_decay: as a tensor it breaks the graph (see above).
     tensor_hyperparameters: ClassVar[tuple[str, ...]] = ("alpha",)
     _compiled: ClassVar[Any] = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        # ForLoop's capabilities, compiled: a structure or a weight_decay value torch has not
+        # seen yet costs a compilation (see above).
+        self._caps = dataclasses.replace(self._caps, compiled=True,
+                                         specialised=frozenset({"weight_decay"}))
 
     @classmethod
     def compiled_step(cls) -> Any:

@@ -8,11 +8,13 @@ a counterexample that replays. The correct ``Reference`` must pass the same prop
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
 from conformance import serialize
+from conformance.guard import BackendError
 from conformance.properties import BY_ID, PropertyFailure
 from conformance.result import new_result
 from conformance.runner import Target, run_property
@@ -30,9 +32,15 @@ RULE_MISSES = {
     "low_precision_intermediates": "R20",
 }
 
+# Mutants whose first counterexample among a compiled backend's structures is a crash.
+CRASHES_WHEN_COMPILED = {"state_load_casts_float32": "expected dtype float for `end` but got "
+                                                     "dtype double"}
 
-def _target(backend, prop_id: str, dtype: str | None, tmp_path) -> Target:
+
+def _target(backend, prop_id: str, dtype: str | None, tmp_path, compiled: bool = False) -> Target:
     caps = backend.capabilities()
+    if compiled:  # searched as a compiling backend is: a few structures, weight_decay on a grid
+        caps = dataclasses.replace(caps, compiled=True, specialised=frozenset({"weight_decay"}))
     record = new_result(BY_ID[prop_id], backend.name, dtype, "cpu")
     return Target(f"tests.mutants:{type(backend).__name__}", backend, caps, dtype, "cpu", "ci",
                   tmp_path, record, nodeid=f"mutant::{backend.name}::{prop_id}::{dtype}")
@@ -57,6 +65,33 @@ def test_ci_profile_catches_mutant(name: str, tmp_path) -> None:
     assert info.value.violation.rule == record["rule"]
     # The rule named is the one the mutant breaks (from follow-up cases, conformance/diagnosis).
     assert record["rule"] == RULE_MISSES.get(name, EXPECTED_RULE[name]), record["message"]
+
+
+@pytest.mark.parametrize("name", sorted(n for n, p in EXPECTED_PROPERTY.items() if p != "P13"))
+def test_ci_catches_mutant_searched_as_a_compiled_backend(name: str, tmp_path) -> None:
+    """The structures a compiled backend's cases take (conformance.strategies.structures) and
+    its specialised weight_decay grid lose no mutant: each is caught, and its rule named, as
+    when every example has its own structure — or it crashes on a structure the search reaches
+    first (state_load_casts_float32: its float32 grad_avg cannot lerp towards a float64
+    gradient, as torch raises for the real bug), which the report gives as an error."""
+    prop_id = EXPECTED_PROPERTY[name]
+    target = _target(MUTANTS[name](), prop_id, _dtype(name, prop_id), tmp_path, compiled=True)
+    with pytest.raises((PropertyFailure, BackendError)):
+        run_property(prop_id, target)
+    if name in CRASHES_WHEN_COMPILED:
+        assert target.record["status"] == "error"
+        assert CRASHES_WHEN_COMPILED[name] in target.record["message"]
+    else:
+        assert target.record["rule"] == RULE_MISSES.get(name, EXPECTED_RULE[name]), \
+            target.record["message"]
+
+
+def test_reference_passes_when_searched_as_a_compiled_backend(tmp_path) -> None:
+    for prop_id in sorted(set(EXPECTED_PROPERTY.values()) - {"P13"}):
+        for dtype in sorted({_dtype(n, p) for n, p in EXPECTED_PROPERTY.items() if p == prop_id}):
+            target = _target(Reference(), prop_id, dtype, tmp_path, compiled=True)
+            run_property(prop_id, target)
+            assert target.record["status"] == "pass", target.record
 
 
 def test_rules_named_right_for_95_percent_of_mutants() -> None:

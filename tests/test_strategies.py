@@ -617,6 +617,121 @@ def test_cases_mixed_dtypes_needs_multi_param():
 
 
 # --------------------------------------------------------------------------------------------------
+# structures of compiled backends
+# --------------------------------------------------------------------------------------------------
+COMPILED = Capabilities(profile="torch", dtypes=frozenset(DTYPES), features=frozenset(FEATURES),
+                        compiled=True, specialised=frozenset({"weight_decay"}))
+MULTI = {"multi_param": True, "mixed_dtypes": True, "layouts": True}
+
+
+def compile_key(case: Case) -> tuple:
+    """What torch.compile(dynamic=True) specialises a program on: flags, weight_decay, and per
+    parameter its dtype, its sides 0 and 1 (the others symbolic) and its layout."""
+    hp = case.hp
+    return (hp.centered, hp.maximize, hp.momentum > 0, hp.nesterov, hp.bias_correction,
+            hp.weight_decay, tuple((p.dtype.name, tuple(min(d, 2) for d in p.shape))
+                                   for p in case.params), case.layouts)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "complex64"])
+@pytest.mark.parametrize("options", [{}, MULTI], ids=["single", "multi"])
+def test_compiled_cases_take_a_few_structures_and_free_values(dtype, options):
+    """40 examples of a compiled backend's target (what ci runs) compile at most STRUCTURES
+    programs; sizes (beyond 0 and 1) and values still vary."""
+    keys, sizes, lrs = set(), set(), set()
+
+    @settings(max_examples=40, derandomize=True, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(S.cases(COMPILED, dtype, **options))
+    def collect(case):
+        keys.add(compile_key(case))
+        sizes.add(tuple(p.shape for p in case.params))
+        lrs.add(case.hp.lr)
+        assert all(p.size <= 64 for p in case.params)
+
+    collect()
+    assert 2 <= len(keys) <= S.STRUCTURES
+    assert len(sizes) > len(keys) and len(lrs) >= 8
+
+
+def test_structures_cover_ranks_sides_dtypes_layouts_and_flags():
+    pool = S.structures(COMPILED, "float32", **MULTI)
+    assert len(pool) == S.STRUCTURES
+    params = [p for s in pool for p in s.params]
+    assert {len(p.sides) for p in params} == {0, 1, 2, 3, 4}
+    assert any(0 in p.sides for p in params) and any(1 in p.sides for p in params)
+    assert any(p.sides == () and p.dtype == "float32" for p in params)  # a 0-d of the case dtype
+    assert {p.layout for p in params} == set(LAYOUTS)
+    assert len({p.dtype for p in params}) >= 4
+    for feature in ("weight_decay", "momentum", "centered", "maximize"):
+        assert {feature in s.flags.on for s in pool} == {True, False}, feature
+    assert {dict(s.flags.values)["weight_decay"] for s in pool} == set(
+        S.SPECIALISED_VALUES["weight_decay"])
+    # The simplest first: what a failure shrinks towards.
+    first = pool[0]
+    assert not first.flags.on and all(p.dtype == "float32" and p.layout == "contiguous"
+                                      for p in first.params)
+    assert S.structures(COMPILED, "float32", **MULTI) == pool  # deterministic
+
+
+def test_structures_keep_required_flags_and_declared_features():
+    caps = Capabilities(profile="torch", dtypes=frozenset({"float32"}),
+                        features=frozenset({"momentum", "maximize", "multi_param"}),
+                        compiled=True, specialised=frozenset({"weight_decay"}))
+    pool = S.structures(caps, "float32", multi_param=True, require={"maximize"})
+    assert all("maximize" in s.flags.on and s.flags.on <= {"momentum", "maximize"}
+               for s in pool)
+    assert all(0 not in p.sides and p.sides != () for s in pool for p in s.params)  # no zero_size
+
+    @FAST
+    @given(S.cases(caps, "float32", multi_param=True, require={"maximize"}))
+    def check(case):
+        assert case.hp.maximize and case.hp.weight_decay == 0.0  # not a declared feature
+
+    check()
+
+
+def test_structures_nonfinite_first_parameter_is_never_empty():
+    pool = S.structures(COMPILED, "float64", multi_param=True, allow_nonfinite=True)
+    assert all(0 not in s.params[0].sides for s in pool)
+
+    @FAST
+    @given(S.cases(COMPILED, "float64", multi_param=True, allow_nonfinite=True))
+    def check(case):
+        g = case.grads[0][0]
+        assert g.size > 0 and not np.isfinite(np.concatenate(
+            [components(gs[0]).ravel() for gs in case.grads])).all()
+
+    check()
+
+
+@FAST
+@given(S.hparams(COMPILED))
+def test_compiled_hparams_take_specialised_values_from_the_grid(hp):
+    assert hp.weight_decay == 0.0 or hp.weight_decay in S.SPECIALISED_VALUES["weight_decay"]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"n": 0}, "n=0"), ({"dtype": "float8"}, "dtype='float8'"),
+    ({"require": {"layouts"}}, "layouts"),
+])
+def test_structures_validation(kwargs, match):
+    kwargs = {"dtype": "float32", **kwargs}
+    with pytest.raises(InvalidArgument, match=match):
+        S.structures(COMPILED, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"specialised": {"beta"}}, "'beta' is not one of lr, alpha"),
+    ({"specialised": {"weight_decay"}, "compiled": False}, "needs compiled=True"),
+])
+def test_capabilities_reject_bad_specialised(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Capabilities(profile="torch", dtypes=frozenset({"float32"}),
+                     **{"compiled": True, **kwargs})
+
+
+# --------------------------------------------------------------------------------------------------
 # settings profiles
 # --------------------------------------------------------------------------------------------------
 def test_settings_profiles():
