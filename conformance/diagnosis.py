@@ -6,6 +6,9 @@ rule is named once per failing target, after the search, from follow-up cases (`
 a few deterministic, well-conditioned three-step runs of one parameter with the counterexample's
 hyperparameters and dtype, run on the backend itself. With them, in this order:
 
+0. **0-d.** A failure on a 0-d parameter that the same values as a 1-element parameter (shape
+   (1,)) do not show is R29's (0-d arrays are valid parameters): the formula is right, the
+   shape is not handled (torch.compile drops the update of a 0-d float64 parameter).
 1. **Precision.** A value error of a low-precision case that the same case in float64 does not
    show is numerical: R31 (the formula is right, its rounding is not a correct one's).
 2. **Another convention or a known slip** (:func:`alternatives`: ε inside/outside the root,
@@ -189,6 +192,31 @@ def _renamed(v: Violation, rule: str, why: str) -> Violation:
     return dataclasses.replace(v, rule=rule, message=f"{v.message}; {why}")
 
 
+def _one_element(case: Case, i: int) -> Case:
+    """``case`` with parameter ``i`` (0-d), its gradients and its state of shape (1,)."""
+    def flat(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else np.reshape(a, (1,))
+
+    def at_i(items: tuple, change: Callable) -> tuple:
+        return tuple(change(x) if k == i else x for k, x in enumerate(items))
+
+    return case.replace(
+        params=at_i(case.params, flat), grads=tuple(at_i(gs, flat) for gs in case.grads),
+        initial_state=None if case.initial_state is None else at_i(
+            case.initial_state, lambda st: st._replace(
+                square_avg=flat(st.square_avg), grad_avg=flat(st.grad_avg),
+                momentum_buffer=flat(st.momentum_buffer))))
+
+
+def _zero_dimensional(backend: Backend, caps: Capabilities, case: Case, v: Violation) -> bool:
+    """The failing parameter is 0-d, and the same values as a 1-element parameter conform."""
+    i = v.param or 0
+    if i >= len(case.params) or case.params[i].ndim != 0:
+        return False
+    alike = _one_element(case, i)
+    return judge(alike, call_backend(backend, caps, alike)).ok
+
+
 def _precision(backend: Backend, caps: Capabilities, case: Case, v: Violation) -> bool:
     """The case fails in its low-precision dtype and conforms in float64."""
     if set(case.dtypes) <= set(_WIDE):
@@ -223,6 +251,9 @@ def name_rule(backend: Backend, caps: Capabilities, case: Case | None,
         return v
     dtype = dtype_name(case.params[v.param or 0].dtype) if case.params else "float64"
     try:
+        if _zero_dimensional(backend, caps, case, v):
+            return _renamed(v, "R29", "on a 0-d parameter: the same values as a 1-element "
+                            "parameter conform")
         if _precision(backend, caps, case, v):
             return _renamed(v, "R31", "the same case conforms in float64: the error is one of "
                             f"rounding in {dtype}, beyond a correct implementation's bound")

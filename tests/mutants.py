@@ -382,6 +382,19 @@ class ZeroSizeBreak(Reference):
             self._step_one(p, g, st, hp, lr)
 
 
+class ZeroDimUpdateDropped(Reference):
+    """A compiled step that loses the in-place updates of a 0-d parameter and its averages,
+    while its step counter counts (torch.compile's inductor code for a 0-d float64 parameter,
+    torch 2.13: docs/findings.md). Revealed by a 0-d parameter; the same values of shape (1,)
+    conform."""
+
+    def _step_one(self, p: Tensor, grad: Tensor, st: State, hp: HParams, lr: float) -> None:
+        if p.ndim:
+            super()._step_one(p, grad, st, hp, lr)
+        else:
+            st["step"] += 1
+
+
 class StateLoadLosesStep(Reference):
     """#14 loading a state resets the step count (pytorch#80809). Revealed through the state
     read-out after loading a state with step > 0."""
@@ -492,7 +505,8 @@ _CLASSES: tuple[type[Reference], ...] = (
     NumeratorSquareAvg, SignError, MomentumIgnored, WeightDecayNumeratorOnly,
     WeightDecayDenominatorOnly, WeightDecayWrongSign, MaximizeIgnored, MaximizeTwice,
     AlphaSwapped, ComplexProductSquare, LowPrecisionIntermediates, StridesIgnoredNoWriteBack,
-    StridesIgnoredWrongOrder, ZeroSizeBreak, StateLoadLosesStep, StateLoadCastsFloat32,
+    StridesIgnoredWrongOrder, ZeroSizeBreak, ZeroDimUpdateDropped, StateLoadLosesStep,
+    StateLoadCastsFloat32,
     StepCounterBfloat16, TensorLrUnvalidated, AcceptsNegativeLr, AcceptsNegativeEps,
     AcceptsNegativeAlpha, AcceptsNegativeMomentum, AcceptsNegativeWeightDecay, NanAccepted,
     StaleLr, NonFiniteSanitised, MutatesGradient, NonDeterministic,
@@ -528,6 +542,7 @@ EXPECTED_PROPERTY: dict[str, str] = {
     "strides_ignored_no_write_back": "P8",
     "strides_ignored_wrong_order": "P8",
     "zero_size_break": "P7",
+    "zero_dim_update_dropped": "P1",
     "state_load_loses_step": "P11",
     "state_load_casts_float32": "P11",
     "step_counter_bfloat16": "P11",
@@ -565,6 +580,7 @@ EXPECTED_RULE: dict[str, str] = {
     "strides_ignored_no_write_back": "R25",   # layout invariance
     "strides_ignored_wrong_order": "R25",
     "zero_size_break": "R29",                 # zero-size tensors
+    "zero_dim_update_dropped": "R29",         # 0-d tensors are valid parameters
     "state_load_loses_step": "R15",           # save/load exact
     "state_load_casts_float32": "R15",
     "step_counter_bfloat16": "R15",           # the step counts steps
@@ -667,6 +683,7 @@ REVEALING: dict[str, Reveal] = {
     "strides_ignored_wrong_order": Reveal("layout", lambda: make_case(
         shapes=((3, 4),), layouts=("transposed",))),
     "zero_size_break": Reveal("params", lambda: make_case(shapes=((2,), (0, 3), (3,)))),
+    "zero_dim_update_dropped": Reveal("params", lambda: make_case(shapes=((),))),
     "state_load_loses_step": Reveal("state", lambda: make_case(state_step=5)),
     "state_load_casts_float32": Reveal("state", lambda: make_case(state_step=3)),
     "step_counter_bfloat16": Reveal("state", lambda: make_case(state_step=256)),
