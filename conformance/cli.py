@@ -134,7 +134,7 @@ def pytest_command(names: list[str], args: argparse.Namespace, report_dir: Path)
            "--rootdir", str(SUITE_DIR), "-p", "no:cacheprovider", "-q", "-rfE",
            *(w for name in names for w in ("--conformance-backend", name)),
            "--conformance-effort", args.effort,
-           "--conformance-report-dir", str(report_dir), "-n", args.jobs, "--dist", "loadgroup",
+           "--conformance-report-dir", str(report_dir), "-n", args.jobs,
            # A backend may crash its worker in every test; each crash is that test's error,
            # not a reason to stop (xdist's default gives up after 4 restarts per worker).
            "--max-worker-restart", "1000", "--conformance-progress", "15",

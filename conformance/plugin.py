@@ -206,8 +206,7 @@ def _param_id(backend: str, dtype: str | None, device: str) -> str:
 
 def _crash_record(state: _State, report: pytest.TestReport) -> Result | None:
     """The record of a suite test whose process died (xdist reports it without ours)."""
-    # (``--dist loadgroup`` appends "@group" to the node id of a grouped test)
-    name, _, param = report.nodeid.rpartition("::")[2].partition("@")[0].partition("[")
+    name, _, param = report.nodeid.rpartition("::")[2].partition("[")
     prop = BY_NAME.get(name.removeprefix("test_"))
     if prop is None:
         return None
@@ -231,12 +230,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     params, ids = [], []
     for spec, backend, caps in state.backends if state else []:
         for dtype, device in targets(prop, caps):
-            # A compiled backend's targets of one dtype and device take the same structures
-            # (conformance.strategies.structures): under ``--dist loadgroup`` (certify's) one
-            # worker runs them all, and compiles each structure once.
-            marks = [pytest.mark.xdist_group(_param_id(backend.name, dtype, device))] \
-                if caps.compiled else []
-            params.append(pytest.param((spec, backend, caps, dtype, device), marks=marks))
+            params.append((spec, backend, caps, dtype, device))
             ids.append(_param_id(backend.name, dtype, device))
     metafunc.parametrize("conformance_target", params, ids=ids, indirect=True)
 

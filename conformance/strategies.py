@@ -964,6 +964,26 @@ _CASES = st.composite(_draw_case)
 # --------------------------------------------------------------------------------------------------
 # Settings profiles
 # --------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
+# Settings profiles
+# --------------------------------------------------------------------------------------------------
+def _without_local_constants() -> None:
+    """Hypothesis (6.131+) mixes into generation the literals it reads off every local module
+    loaded at the time: a test worker, a certify run and a repro load different modules, and
+    any literal added anywhere in the code changes the set, so the derandomised ci search
+    found different examples for the same strategies (a mutant caught in one process, missed
+    in another). Off: what is searched depends on the strategies and the seed alone."""
+    from hypothesis.internal.conjecture import providers  # noqa: PLC0415
+
+    if hasattr(providers, "_get_local_constants"):  # an internal: older versions lack it
+        sets = providers._local_constants
+        none = type(sets)(integers=type(sets.integers)(),
+                          floats=type(sets.floats)(key=providers.float_to_int),
+                          bytes=type(sets.bytes)(), strings=type(sets.strings)())
+        providers._get_local_constants = lambda: none
+
+
+_without_local_constants()
 _SUPPRESS = (HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much)
 
 # quick and thorough keep an example database, so a counterexample found once is replayed first
