@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import InvalidArgument
 
-from conformance.backend import FEATURES, Capabilities
+from conformance.backend import FEATURES, SPECIALISABLE, Capabilities
 from conformance.case import DTYPES, LAYOUTS, Case, np_dtype
 from spec.rmsprop import HParams, ParamState, dtype_info
 
@@ -716,6 +716,7 @@ SPECIALISED_VALUES: dict[str, tuple[float, ...]] = {
     "lr": (1e-6, 1e-3, 1e-1, 1.0), "alpha": (0.0, 0.5, 0.9, 0.99, 0.999),
     "eps": (1e-12, 1e-8, 1e-4, 1.0), "weight_decay": (1e-5, 1e-3, 1e-1, 1.0),
     "momentum": (0.5, 0.9, 0.99)}
+assert set(SPECIALISED_VALUES) == set(SPECIALISABLE), "a specialisable hyperparameter lacks values"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -910,36 +911,26 @@ def _draw_case(draw: st.DrawFn, caps: Capabilities, dtype: str, device: str, min
         structure = pool[draw(_integers(0, len(pool) - 1))]
         hp = _with_flags(draw, caps, structure.flags, True, positive_start)
     n_steps = draw(_integers(min_steps, max_steps))
-    if pool is not None:
-        n_params = len(structure.params)
-    else:
-        n_params = draw(_integers(1, _MAX_PARAMS)) if multi_param else 1
+    # The structure's parameters, or (None) one drawn per parameter.
+    given: tuple[ParamStructure | None, ...] = structure.params if pool is not None else (
+        (None,) * (draw(_integers(1, _MAX_PARAMS)) if multi_param else 1))
     family = draw(_choice(FAMILIES))
     _label("gradient family", family, count=True)
     zero_ok = caps.supports("zero_size")
     all_dtypes = tuple(sorted(caps.dtypes))
     params, seqs, shapes_ = [], [], []
-    for i in range(n_params):
-        if pool is not None:
-            dt_name = structure.params[i].dtype
-        else:
-            dt_name = draw(_choice(all_dtypes)) if (mixed_dtypes and i > 0) else dtype
+    for i, ps in enumerate(given):
+        dt_name = ps.dtype if ps else (
+            draw(_choice(all_dtypes)) if (mixed_dtypes and i > 0) else dtype)
         dt = np_dtype(dt_name)
         nonfinite = allow_nonfinite and (i == 0 or draw(_BOOLEANS))
-        if pool is not None:
-            shape = _draw_sides(draw, structure.params[i].sides, 6, max_size)
-        else:
-            shape = _draw_shape(draw, 0 if zero_ok else 1, 4, 6, max_size,
-                                zero_ok and not (allow_nonfinite and i == 0))
+        shape = _draw_sides(draw, ps.sides, 6, max_size) if ps else _draw_shape(
+            draw, 0 if zero_ok else 1, 4, 6, max_size, zero_ok and not (allow_nonfinite and i == 0))
         shapes_.append(shape)
         params.append(_draw_initial_params(draw, shape, dt))
         seqs.append(_draw_gradients(draw, shape, dt_name, n_steps, family, nonfinite, None))
-    if not with_layouts:
-        layouts_ = None
-    elif pool is None:
-        layouts_ = tuple(draw(_layouts(s)) for s in shapes_)
-    else:
-        layouts_ = tuple(p.layout for p in structure.params)
+    layouts_ = None if not with_layouts else tuple(
+        ps.layout if ps else draw(_layouts(sh)) for ps, sh in zip(given, shapes_))
     return Case(
         hp=hp,
         params=tuple(params),
@@ -961,9 +952,6 @@ _STATES = st.composite(_draw_states)
 _CASES = st.composite(_draw_case)
 
 
-# --------------------------------------------------------------------------------------------------
-# Settings profiles
-# --------------------------------------------------------------------------------------------------
 # --------------------------------------------------------------------------------------------------
 # Settings profiles
 # --------------------------------------------------------------------------------------------------
