@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import io
 import json
 import os
@@ -44,11 +45,14 @@ _ENV = "RMSPROP_CONFORMANCE_FORKSERVER"
 _active: list[_Server] = []  # the one serving, while one does
 
 # What every child imports beyond what the controller has when it forks: pytest and the
-# harness's own modules (the xdist workers), Hypothesis (the tests). pytest plugins themselves
-# are left to the workers' pytest, which wants to import them itself.
+# harness's own modules (the xdist workers), Hypothesis (the tests; the two modules its engine
+# imports on a test's first run), ml_dtypes (bfloat16, whose extension takes ~0.6 s to load).
+# pytest plugins themselves are left to the workers' pytest, which wants to import them itself.
 _PRELOAD = ("pytest", "_pytest.main", "_pytest.python", "_pytest.junitxml", "execnet",
-            "hypothesis.extra.numpy", "conformance.properties", "conformance.strategies",
-            "conformance.runner", "conformance.evidence", "conformance.report")
+            "hypothesis.extra.numpy", "hypothesis.internal.conjecture.optimiser",
+            "hypothesis.strategies._internal.flatmapped", "ml_dtypes",
+            "conformance.properties", "conformance.strategies", "conformance.runner",
+            "conformance.evidence", "conformance.report")
 
 _LAUNCHER = '''#!{python} -IS
 # rmsprop-conformance: runs Python by forking the certify command's fork server.
@@ -160,6 +164,11 @@ def _serve(listener: socket.socket, parent: int) -> None:
     for name in _PRELOAD:
         with contextlib.suppress(ImportError):
             __import__(name)
+    # Everything imported so far lives as long as the children: out of the collector's sight,
+    # a child's full collection (Hypothesis and pytest run some) no longer walks torch's
+    # objects, ~0.1-0.2 s each, and its pages stay shared with the server's.
+    gc.collect()
+    gc.freeze()
     by_conn: dict[socket.socket, int] = {}
     while os.getppid() == parent:
         ready, _, _ = select.select([listener, *by_conn], [], [], 0.2)

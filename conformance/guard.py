@@ -73,12 +73,62 @@ usage = Usage()
 
 
 def resident_bytes() -> int:
-    """This process's resident set size (Linux /proc; 0 where unavailable)."""
+    """This process's resident set size (Linux /proc; 0 where unavailable). Read on every
+    backend call under a memory limit, so without Python's file objects."""
     try:
-        with open("/proc/self/statm", encoding="ascii") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        fd = os.open("/proc/self/statm", os.O_RDONLY)
+    except OSError:
+        return 0
+    try:
+        return int(os.read(fd, 128).split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
+    finally:
+        os.close(fd)
+
+
+class _Watchdog:
+    """One thread per process that ends it when a run() it was told about outlives its
+    deadline: a run stuck in native code never returns to the interpreter for SIGALRM to
+    interrupt. Started on first use (a thread per call cost more than some runs)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._job: tuple[str, float, float] | None = None  # (name, seconds, deadline)
+        self._pid = -1  # the process whose thread this is (a fork has none)
+
+    @contextlib.contextmanager
+    def watching(self, name: str, seconds: float) -> Iterator[None]:
+        with self._cond:
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                threading.Thread(target=self._watch, daemon=True).start()
+            self._job = (name, seconds, time.monotonic() + seconds)
+            self._cond.notify()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._job = None
+
+    def _watch(self) -> None:
+        with self._cond:
+            while True:
+                job = self._job
+                if job is None:
+                    self._cond.wait()
+                    continue
+                left = job[2] - time.monotonic()
+                if left > 0:
+                    self._cond.wait(left)
+                    continue
+                sys.stderr.write(f"rmsprop-conformance: {job[0]}.run is stuck in native code "
+                                 f"after {job[1]:g} s; ending this process\n")
+                sys.stderr.flush()
+                os._exit(70)
+
+
+_watchdog = _Watchdog()
 
 
 @contextlib.contextmanager
@@ -86,7 +136,7 @@ def _deadline(name: str, limit: float | None) -> Iterator[None]:
     """Interrupt a run() that outlives ``limit`` seconds.
 
     SIGALRM interrupts Python code; a run stuck in native code never returns to the interpreter,
-    so a watchdog thread ends the whole process a little later (under pytest-xdist the worker
+    so the watchdog thread ends the whole process a little later (under pytest-xdist the worker
     is replaced and the test reported as crashed).
     """
     if not limit or threading.current_thread() is not threading.main_thread() \
@@ -98,24 +148,14 @@ def _deadline(name: str, limit: float | None) -> Iterator[None]:
         raise BackendTimeout(f"{name}.run did not finish within {limit:g} s "
                              "(--example-timeout)")
 
-    done = threading.Event()
-
-    def watchdog() -> None:
-        if not done.wait(2 * limit + 10):
-            sys.stderr.write(f"rmsprop-conformance: {name}.run is stuck in native code after "
-                             f"{2 * limit + 10:g} s; ending this process\n")
-            sys.stderr.flush()
-            os._exit(70)
-
     previous = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, limit)
-    threading.Thread(target=watchdog, daemon=True).start()
     try:
-        yield
+        with _watchdog.watching(name, 2 * limit + 10):
+            yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-        done.set()
 
 
 def exposed_copy(case: Case) -> Case:

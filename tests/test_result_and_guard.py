@@ -57,6 +57,23 @@ def test_the_guard_takes_its_limits_from_the_caller() -> None:
         guard.call_backend(Slow(), caps, case)  # no limit outside: it runs to its end
 
 
+def test_calls_under_a_time_limit_share_one_watchdog_thread(monkeypatch) -> None:
+    """The watchdog for runs stuck in native code is one thread per process, not one per call
+    (a thread per call cost more than a small run; test_misbehaving shows that it ends one)."""
+    import threading
+
+    started = []
+    start = threading.Thread.start
+    monkeypatch.setattr(threading.Thread, "start", lambda t: (started.append(t), start(t))[1])
+    caps = SeedBackend().capabilities()
+    case = Case(hp=HParams.from_profile("seed"), params=(np.zeros(3),), grads=((np.ones(3),),))
+    with guard.limited(30.0, 1 << 40):
+        for _ in range(50):
+            guard.call_backend(SeedBackend(), caps, case)
+    assert len(started) <= 1 and all(t.is_alive() for t in started)
+    assert guard.resident_bytes() > 1 << 20  # read off /proc: this process's pages, in bytes
+
+
 def test_each_property_fails_with_its_own_id() -> None:
     backend = MUTANTS["sign_error"]()
     caps = backend.capabilities()
