@@ -1,6 +1,6 @@
-"""How quickly the ``ci`` profile catches each mutant of the corpus (tests/mutants.py).
+"""How quickly the ``ci`` effort catches each mutant of the corpus (tests/mutants.py).
 
-    python -m benchmarks.mutants [--profile ci]
+    python -m benchmarks.mutants [--effort ci]
 
 Prints, per mutant, the property that catches it, the examples and seconds until the first
 failing example (before shrinking), and the total seconds including shrinking.
@@ -21,7 +21,7 @@ from tests.test_mutants import _dtype, _target
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="ci")
+    parser.add_argument("--effort", default="ci")
     args = parser.parse_args()
     print(f"{'mutant':34} {'prop':5} {'dtype':11} {'examples':>8} {'s to find':>9} "
           f"{'s total':>8}  rule")
@@ -31,7 +31,7 @@ def main() -> None:
         dtype = _dtype(name, prop)
         with tempfile.TemporaryDirectory() as tmp:
             target = _target(MUTANTS[name](), prop, dtype, Path(tmp))
-            target.profile = args.profile
+            target.effort = args.effort
             start = time.perf_counter()
             try:
                 from conformance.runner import run_property

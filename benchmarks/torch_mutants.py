@@ -1,6 +1,6 @@
-"""Mutants of PyTorch's own ``torch/optim/rmsprop.py``, certified by the ``ci`` profile.
+"""Mutants of PyTorch's own ``torch/optim/rmsprop.py``, certified with the ``ci`` effort.
 
-    python -m benchmarks.torch_mutants [--profile ci] [--only NAME ...]
+    python -m benchmarks.torch_mutants [--effort ci] [--only NAME ...]
 
 Each mutant is one textual edit of the installed file (drawn from
 ../shared/reference/bug-classes.md), made in both code paths (``_single_tensor_rmsprop`` and
@@ -279,7 +279,7 @@ class Verdict:
     seconds: float = 0.0
 
 
-def certify(backend: Backend, profile: str, known: list[deviations.Deviation],
+def certify(backend: Backend, effort: str, known: list[deviations.Deviation],
             reference: Backend, workdir: Path) -> Verdict:
     """Run the targets in ORDER until one fails unexcused (a catch) or all pass or are known."""
     caps = backend.capabilities()
@@ -289,7 +289,7 @@ def certify(backend: Backend, profile: str, known: list[deviations.Deviation],
                                                        key=lambda t: DTYPE_ORDER.index(t[0]))]
     for prop_id, dtype in plan:
         record = new_result(BY_ID[prop_id], backend.name, dtype, "cpu")
-        target = Target(backend.name, backend, caps, dtype, "cpu", profile, workdir, record,
+        target = Target(backend.name, backend, caps, dtype, "cpu", effort, workdir, record,
                         nodeid=f"torch-mutant::{backend.name}::{prop_id}::{dtype}")
         try:
             run_property(prop_id, target)
@@ -368,7 +368,7 @@ def anchor_proxy(optimizer_cls: type) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="ci")
+    parser.add_argument("--effort", default="ci")
     parser.add_argument("--only", nargs="*", default=None, help="mutant names")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--anchor-proxy", action="store_true")
@@ -387,7 +387,7 @@ def main() -> None:
             for m in chosen:
                 module = load_mutant(m, variant, Path(tmp))
                 backend = backend_for(module.RMSprop, variant, f"torch.mutant.{m.name}.{variant}")
-                v = certify(backend, args.profile, known, reference, Path(tmp) / "cx")
+                v = certify(backend, args.effort, known, reference, Path(tmp) / "cx")
                 t = tally[variant]
                 if m.correct:
                     t[2] += 1

@@ -44,7 +44,7 @@ class Target:
     caps: Capabilities
     dtype: str | None
     device: str
-    profile: str
+    effort: str  # quick / ci / thorough: how hard to search
     counterexample_dir: Path
     record: Result
     nodeid: str = ""
@@ -220,13 +220,13 @@ def _search(prop: Property, target: Target) -> None:
 
     # One database key per target, so a stored counterexample replays for the right one.
     example._hypothesis_internal_add_digest = target.nodeid.encode()  # type: ignore[attr-defined]
-    test = settings(settings_for(target.profile), report_multiple_bugs=False)(
+    test = settings(settings_for(target.effort), report_multiple_bugs=False)(
         given(case=strategy)(example))
     if target.seed is not None:
         test = seed(target.seed)(test)
     # Shrinking is time-boxed (Hypothesis reads this module constant when shrinking starts); a
     # cut-short shrink reports the smallest failing case found until then.
-    limit = shrink_seconds_for(target.profile)
+    limit = shrink_seconds_for(target.effort)
     target.record["shrink_limit_seconds"] = limit
     previous, engine.MAX_SHRINKING_SECONDS = engine.MAX_SHRINKING_SECONDS, limit
     try:

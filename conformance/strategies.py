@@ -991,28 +991,28 @@ SETTINGS_PROFILES: dict[str, settings] = {
 for _name, _profile in SETTINGS_PROFILES.items():
     settings.register_profile(_name, _profile)
 
-# How long Hypothesis may shrink one target's failure, per profile (seconds, counted from the
+# How long Hypothesis may shrink one target's failure, per effort (seconds, counted from the
 # start of shrinking): a cut-short shrink still reports the smallest failing case found so far.
 SHRINK_SECONDS: dict[str, float] = {"rmsprop-quick": 2.0, "rmsprop-ci": 5.0,
                                     "rmsprop-thorough": 60.0}
 
 
-def _profile_key(profile: str) -> str:
-    name = profile if isinstance(profile, str) and profile.startswith("rmsprop-") \
-        else f"rmsprop-{profile}"
-    if not isinstance(profile, str) or name not in SETTINGS_PROFILES:
+def _settings_key(effort: str) -> str:
+    name = effort if isinstance(effort, str) and effort.startswith("rmsprop-") \
+        else f"rmsprop-{effort}"
+    if not isinstance(effort, str) or name not in SETTINGS_PROFILES:
         short = [n.removeprefix("rmsprop-") for n in SETTINGS_PROFILES]
-        raise ValueError(f"unknown conformance profile {profile!r}; allowed: "
+        raise ValueError(f"unknown search effort {effort!r}; allowed: "
                          f"{', '.join(short + list(SETTINGS_PROFILES))}")
     return name
 
 
-def settings_for(profile: str) -> settings:
-    """The Hypothesis settings of ``profile``: "quick", "ci", "thorough" or the registered names
-    "rmsprop-quick", "rmsprop-ci", "rmsprop-thorough"."""
-    return SETTINGS_PROFILES[_profile_key(profile)]
+def settings_for(effort: str) -> settings:
+    """The Hypothesis settings of a search effort: "quick", "ci", "thorough", or the name of
+    its registered Hypothesis settings profile ("rmsprop-quick", "rmsprop-ci", ...)."""
+    return SETTINGS_PROFILES[_settings_key(effort)]
 
 
-def shrink_seconds_for(profile: str) -> float:
-    """The shrinking time box of ``profile`` (names as in :func:`settings_for`)."""
-    return SHRINK_SECONDS[_profile_key(profile)]
+def shrink_seconds_for(effort: str) -> float:
+    """The shrinking time box of a search effort (names as in :func:`settings_for`)."""
+    return SHRINK_SECONDS[_settings_key(effort)]
