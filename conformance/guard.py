@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -87,6 +87,14 @@ def resident_bytes() -> int:
         os.close(fd)
 
 
+class _Job(NamedTuple):
+    """A run the watchdog watches: whose, its allowance (seconds) and when that ends."""
+
+    name: str
+    seconds: float
+    deadline: float  # time.monotonic()
+
+
 class _Watchdog:
     """One thread per process that ends it when a run() it was told about outlives its
     deadline: a run stuck in native code never returns to the interpreter for SIGALRM to
@@ -94,7 +102,7 @@ class _Watchdog:
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._job: tuple[str, float, float] | None = None  # (name, seconds, deadline)
+        self._job: _Job | None = None
         self._pid = -1  # the process whose thread this is (a fork has none)
 
     @contextlib.contextmanager
@@ -103,7 +111,7 @@ class _Watchdog:
             if self._pid != os.getpid():
                 self._pid = os.getpid()
                 threading.Thread(target=self._watch, daemon=True).start()
-            self._job = (name, seconds, time.monotonic() + seconds)
+            self._job = _Job(name, seconds, time.monotonic() + seconds)
             self._cond.notify()
         try:
             yield
@@ -118,12 +126,12 @@ class _Watchdog:
                 if job is None:
                     self._cond.wait()
                     continue
-                left = job[2] - time.monotonic()
+                left = job.deadline - time.monotonic()
                 if left > 0:
                     self._cond.wait(left)
                     continue
-                sys.stderr.write(f"rmsprop-conformance: {job[0]}.run is stuck in native code "
-                                 f"after {job[1]:g} s; ending this process\n")
+                sys.stderr.write(f"rmsprop-conformance: {job.name}.run is stuck in native code "
+                                 f"after {job.seconds:g} s; ending this process\n")
                 sys.stderr.flush()
                 os._exit(70)
 
