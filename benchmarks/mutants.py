@@ -15,8 +15,23 @@ import time
 from pathlib import Path
 
 from conformance.properties import PropertyFailure
+from conformance.runner import run_property
 from tests.mutants import EXPECTED_PROPERTY, MUTANTS
 from tests.test_mutants import _dtype, _target
+
+
+def run_mutant(name: str, effort: str, tmp: Path) -> tuple[dict, float]:
+    """Certify the property that catches mutant ``name`` (its record, counterexample under
+    ``tmp``) and the seconds it took, shrinking included."""
+    prop = EXPECTED_PROPERTY[name]
+    target = _target(MUTANTS[name](), prop, _dtype(name, prop), tmp)
+    target.effort = effort
+    start = time.perf_counter()
+    try:
+        run_property(prop, target)
+    except PropertyFailure:
+        pass
+    return target.record, time.perf_counter() - start
 
 
 def main() -> None:
@@ -30,17 +45,7 @@ def main() -> None:
         prop = EXPECTED_PROPERTY[name]
         dtype = _dtype(name, prop)
         with tempfile.TemporaryDirectory() as tmp:
-            target = _target(MUTANTS[name](), prop, dtype, Path(tmp))
-            target.effort = args.effort
-            start = time.perf_counter()
-            try:
-                from conformance.runner import run_property
-
-                run_property(prop, target)
-            except PropertyFailure:
-                pass
-            total = time.perf_counter() - start
-        rec = target.record
+            rec, total = run_mutant(name, args.effort, Path(tmp))
         first = rec.get("first_failure", {"examples": rec["examples"], "seconds": total})
         if rec["status"] != "fail":
             missed.append(name)

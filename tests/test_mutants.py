@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from conformance import serialize
+from conformance import serialize, strategies
 from conformance.guard import BackendError
 from conformance.properties import BY_ID, PropertyFailure
 from conformance.result import new_result
@@ -126,3 +126,26 @@ def test_writing_into_its_inputs_fails_p6_and_nothing_else(prop_id: str, tmp_pat
     target = _target(MUTANTS["mutates_gradient"](), prop_id, "float64", tmp_path)
     run_property(prop_id, target)
     assert target.record["status"] == "pass", target.record
+
+
+def test_a_shrink_cut_short_by_its_time_box_is_reported_as_such(monkeypatch, capsys,
+                                                                 tmp_path) -> None:
+    """Shrinking stops at the effort's time box; the target still fails with a counterexample
+    that replays, its record says the box cut it short and how much search the first failure
+    took, and nothing claims that Hypothesis shrank for "more than five minutes" (its own
+    warning when a box runs out, false for a 0.05 s box)."""
+    monkeypatch.setitem(strategies.SHRINK_SECONDS, "rmsprop-ci", 0.05)
+    name = "maximize_twice"  # its first failure takes seconds to shrink to one step
+    prop_id = EXPECTED_PROPERTY[name]
+    target = _target(MUTANTS[name](), prop_id, "float64", tmp_path)
+    with pytest.raises(PropertyFailure):
+        run_property(prop_id, target)
+    record = target.record
+    assert record["shrink_limit_seconds"] == 0.05 and record["shrink_cut_short"]
+    assert 0.05 <= record["shrink_seconds"] < 2
+    assert record["first_failure"]["examples"] >= 1
+    doc = json.loads(open(record["counterexample"], encoding="utf-8").read())
+    mutant = MUTANTS[name]()
+    with pytest.raises(PropertyFailure):
+        BY_ID[prop_id].check(mutant, mutant.capabilities(), serialize.case_from_json(doc["case"]))
+    assert "five minutes" not in capsys.readouterr().out
