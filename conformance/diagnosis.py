@@ -15,8 +15,12 @@ hyperparameters and dtype, run on the backend itself. With them, in this order:
    initial square_avg, α swapped, lr inside/outside the momentum buffer, the weight-decay mode,
    the maximize order, a feature ignored, the update's sign, the first learning rate reused):
    a reading that fits the counterexample *and* every probe, judged on everything the backend
-   returned (its state included), names its rule. Several readings that fit everything are
-   indistinguishable here and are all named, ranked by fit (the smallest error/bound ratio).
+   returned (its state included), names its rule — an order's reading (R12, maximize before or
+   after weight decay) only if the backend also conforms where the order is irrelevant
+   (maximize off): ``g − λθ`` with maximize on reads exactly as the other order, but it is the
+   weight decay's sign that is wrong, and it shows with maximize off. Several readings that
+   fit everything are indistinguishable here and are all named, ranked by fit (the smallest
+   error/bound ratio).
 3. **Ablation.** Each feature the case switches on (weight decay, maximize, centered,
    momentum, bias correction, a learning-rate schedule) is switched off in the probes: when the
    failure goes away with exactly that feature, the rule of that feature is named.
@@ -64,6 +68,9 @@ class Reading:
     case: Callable[[Case], Case]
     # How the backend's trajectory reads under it (None: as returned).
     trajectory: Callable[[Case, Trajectory], Trajectory] | None = None
+    # The case with the reading's axis made irrelevant (None: none is): there the reading and
+    # the spec agree, so a backend the reading explains conforms.
+    inert: Callable[[Case], Case] | None = None
 
 
 def _hp(**changes: object) -> Callable[[Case], Case]:
@@ -114,7 +121,8 @@ def alternatives(hp: HParams, scheduled: bool) -> list[Reading]:
         if hp.weight_decay > 0:
             other = ("after_weight_decay" if hp.maximize_order == "before_weight_decay"
                      else "before_weight_decay")
-            out.append(Reading("R12", f"maximize_order={other!r}", _hp(maximize_order=other)))
+            out.append(Reading("R12", f"maximize_order={other!r}", _hp(maximize_order=other),
+                               inert=_hp(maximize=False)))
     if hp.centered:
         out.append(Reading("R20", "centered ignored", _hp(centered=False)))
     if hp.bias_correction:
@@ -186,6 +194,10 @@ class _Evidence:
                 return None
             worst = max(worst, j.max_ratio)
         return worst
+
+
+def _conforms(backend: Backend, caps: Capabilities, cases: list[Case]) -> bool:
+    return all(judge(c, call_backend(backend, caps, c)).ok for c in cases)
 
 
 def _renamed(v: Violation, rule: str, why: str) -> Violation:
@@ -262,7 +274,8 @@ def name_rule(backend: Backend, caps: Capabilities, case: Case | None,
         fits = []
         for r in alternatives(case.hp, case.lrs is not None):
             ratio = evidence.fit(r)
-            if ratio is not None:
+            if ratio is not None and (r.inert is None or _conforms(
+                    backend, caps, [r.inert(c) for c in follow])):
                 fits.append((ratio, r))
         if fits:
             fits.sort(key=lambda f: f[0])
@@ -274,8 +287,7 @@ def name_rule(backend: Backend, caps: Capabilities, case: Case | None,
             return v  # the follow-up cases conform: only the counterexample's region tells
         implicated = []
         for feature, rule, off in _ablations(case):
-            cases = [off(c) for c in follow]
-            if all(judge(c, call_backend(backend, caps, c)).ok for c in cases):
+            if _conforms(backend, caps, [off(c) for c in follow]):
                 implicated.append((feature, rule))
         if len(implicated) == 1:
             feature, rule = implicated[0]

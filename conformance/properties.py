@@ -257,9 +257,26 @@ def _negated(case: Case) -> Case:
 
 
 def check_maximize(backend: Backend, caps: Capabilities, case: Case) -> Outcome:
-    """P9: maximize conforms, and equals minimising the negated gradients (R12, R16)."""
-    j = _blame("P9", backend, caps, case,
-               ("R16", "minimising the negated gradients conforms", lambda _: _negated(case)))
+    """P9: maximize conforms, and equals minimising the negated gradients (R16). A maximize
+    that is wrong while minimising conforms, and that conforms read in the other order of
+    maximize and coupled weight decay — on the case and on the case with every gradient
+    raised by 1 (with zero gradients a maximize applied twice reads so too) — is R12's."""
+    try:
+        j = _blame("P9", backend, caps, case,
+                   ("R16", "minimising the negated gradients conforms", lambda _: _negated(case)))
+    except PropertyFailure as failure:
+        v, hp = failure.violation, case.hp
+        if v.rule == "R16" and hp.maximize and hp.weight_decay > 0 \
+                and hp.weight_decay_mode == "coupled":
+            other = ("after_weight_decay" if hp.maximize_order == "before_weight_decay"
+                     else "before_weight_decay")
+            raised = case.replace(grads=tuple(tuple(g + 1 for g in gs) for gs in case.grads))
+            if all(judge(c.replace(hp=hp.replace(maximize_order=other)),
+                         call_backend(backend, caps, c)).ok for c in (case, raised)):
+                v = dataclasses.replace(v, rule="R12", message=f"{v.message}; and read with "
+                                        f"maximize_order={other!r} it conforms")
+                raise PropertyFailure("P9", v, case) from None
+        raise
     return Outcome.of(j)
 
 

@@ -4,6 +4,7 @@ its :class:`conformance.result.Result`."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import shlex
@@ -52,8 +53,9 @@ class Target:
     seed: int | None = None
     example_timeout: float | None = None
     memory_limit: int | None = None
-    aborted: BackendTimeout | None = None
+    aborted: BackendError | None = None  # a limit exceeded, or a compiled backend's crash
     last_failure: PropertyFailure | None = None
+    crashed_on: Case | None = None  # the last case the backend raised on (before any failure)
     # Whether a known deviation excuses a violation (set by the plugin from --known-deviations).
     excused: Callable[[Violation], bool] | None = None
     excused_failure: PropertyFailure | None = None
@@ -75,6 +77,14 @@ def _case_for_target(case: Case, target: Target) -> Case:
 
 
 def save_counterexample(target: Target, prop: Property, failure: PropertyFailure) -> Path:
+    return _save_case(target, prop, failure.case, failure.label, failure.violation.describe(),
+                      failure.violation.to_dict())
+
+
+def _save_case(target: Target, prop: Property, case: Case | None, label: str, message: str,
+               violation: dict | None) -> Path:
+    """The counterexample file of a failure (its violation) or a crash (``label`` "error", no
+    violation): what ``repro`` replays."""
     safe = target.backend.name.replace("/", "_").replace(":", "_")
     path = target.counterexample_dir / safe / f"{prop.id}-{target.dtype}-{target.device}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,10 +94,10 @@ def save_counterexample(target: Target, prop: Property, failure: PropertyFailure
         "property": prop.id,
         "dtype": target.dtype,
         "device": target.device,
-        "label": failure.label,
-        "violation": failure.violation.to_dict(),
-        "message": failure.violation.describe(),
-        "case": None if failure.case is None else serialize.case_to_json(failure.case),
+        "label": label,
+        "violation": violation,
+        "message": message,
+        "case": None if case is None else serialize.case_to_json(case),
     }
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
@@ -159,6 +169,9 @@ def run_property(prop_id: str, target: Target) -> None:
         raise PropertyFailure(prop.id, failure.violation, failure.case, failure.label) from None
     except BackendError as exc:
         record.update(status=Status.ERROR.value, message=str(exc))
+        if target.crashed_on is not None:
+            path = _save_case(target, prop, target.crashed_on, "error", str(exc), None)
+            record.update(counterexample=str(path), replay=replay_command(path))
         raise
     except Flaky as exc:
         if target.aborted is not None:  # Hypothesis complains that the failure went away
@@ -206,6 +219,16 @@ def _search(prop: Property, target: Target) -> None:
             _absorb(target.record, prop.check(target.backend, target.caps, case))
         except BackendTimeout as exc:
             target.aborted = exc
+        except BackendError as exc:
+            if target.last_failure is not None:
+                raise  # while a failure is shrunk: Hypothesis keeps to the failure
+            target.crashed_on = case  # shrinking calls again: the smallest crash is kept
+            if not target.caps.compiled:
+                raise
+            # A compiled backend's crash ends the search at its first case: a failed
+            # compilation is not cached, so each shrinking attempt would compile again, for a
+            # verdict (error) that no smaller case changes.
+            target.aborted = exc
         except PropertyFailure as failure:
             if failure.violation.rule != "R27" or prop.id == NONFINITE_OWNER:
                 # Before shrinking: how much search it took to find the first failure.
@@ -236,6 +259,12 @@ def _search(prop: Property, target: Target) -> None:
         given(case=strategy)(example))
     if target.seed is not None:
         test = seed(target.seed)(test)
+    elif settings_for(target.effort).derandomize:
+        # Hypothesis derandomises from a digest of the test function's source, which is this
+        # closure: an edit to it would change every ci search. Seeded from the target instead,
+        # what is searched depends on the strategies and the target alone.
+        test = seed(int.from_bytes(hashlib.sha256(target.nodeid.encode()).digest()[:8], "big"))(
+            test)
     # Shrinking is time-boxed (Hypothesis reads this module constant when shrinking starts); a
     # cut-short shrink reports the smallest failing case found until then.
     limit = shrink_seconds_for(target.effort)

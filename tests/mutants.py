@@ -317,6 +317,19 @@ class MaximizeTwice(Reference):
         super()._step_one(p, grad, st, hp, -lr if hp.maximize else lr)
 
 
+class MaximizeAfterWeightDecay(Reference):
+    """#8 maximize applied to the decayed gradient, g <- -(g + λθ) instead of -g + λθ (R12's
+    other order, which no surveyed framework uses): with coupled decay, maximize then grows θ
+    instead of decaying it. Revealed by maximize=True and weight_decay > 0."""
+
+    def _maximized(self, grad: Tensor, hp: HParams) -> Tensor:
+        return -grad if hp.maximize and hp.weight_decay == 0 else grad
+
+    def _decayed(self, g: Tensor, p: Tensor, hp: HParams) -> Tensor:
+        g = g.add(p, alpha=hp.weight_decay)
+        return -g if hp.maximize else g
+
+
 class AlphaSwapped(Reference):
     """#9 α and 1-α swapped in the square_avg update (mxnet#5517). Revealed by α far from 0.5."""
 
@@ -504,6 +517,7 @@ _CLASSES: tuple[type[Reference], ...] = (
     EpsInsideSqrt, InitialSquareAvgOne, FirstStepSquareAvgIsG2, CenteredUsesV, CenteredPlusGbar2,
     NumeratorSquareAvg, SignError, MomentumIgnored, WeightDecayNumeratorOnly,
     WeightDecayDenominatorOnly, WeightDecayWrongSign, MaximizeIgnored, MaximizeTwice,
+    MaximizeAfterWeightDecay,
     AlphaSwapped, ComplexProductSquare, LowPrecisionIntermediates, StridesIgnoredNoWriteBack,
     StridesIgnoredWrongOrder, ZeroSizeBreak, ZeroDimUpdateDropped, StateLoadLosesStep,
     StateLoadCastsFloat32,
@@ -536,6 +550,7 @@ EXPECTED_PROPERTY: dict[str, str] = {
     "weight_decay_wrong_sign": "P1",
     "maximize_ignored": "P9",
     "maximize_twice": "P9",
+    "maximize_after_weight_decay": "P9",
     "alpha_swapped": "P1",
     "complex_product_square": "P10",
     "low_precision_intermediates": "P1",
@@ -574,6 +589,7 @@ EXPECTED_RULE: dict[str, str] = {
     "weight_decay_wrong_sign": "R16",         # g + λθ
     "maximize_ignored": "R16",                # g = −g if maximize
     "maximize_twice": "R16",
+    "maximize_after_weight_decay": "R12",    # g = −g, then + λθ
     "alpha_swapped": "R17",
     "complex_product_square": "R11",          # sq(g) per real component
     "low_precision_intermediates": "R31",     # rounding beyond a correct float32's
@@ -674,6 +690,9 @@ REVEALING: dict[str, Reveal] = {
                                _hp(maximize=False)),
     "maximize_twice": Reveal("params", lambda: make_case(maximize=True, weight_decay=0.5,
                                                          param_scale=5.0)),
+    "maximize_after_weight_decay": Reveal(
+        "params", lambda: make_case(maximize=True, weight_decay=0.5, param_scale=5.0),
+        _hp(maximize_order="after_weight_decay")),
     # Not centered, so only the square_avg update uses α: the bug is α → 1-α.
     "alpha_swapped": Reveal("params", lambda: make_case(steps=2, alpha=0.9), _hp(alpha=0.1)),
     "complex_product_square": Reveal("params", lambda: make_case("complex128")),

@@ -6,6 +6,7 @@ leaves a torn report.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -17,6 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from conformance import serialize
+from conformance.guard import BackendError
+from conformance.properties import BY_ID
+from conformance.result import new_result
+from conformance.runner import Target, run_property
+from tests import bad_backends
 from tests.test_cli import REPO, run_cli
 
 # What bad_backends._Bad declares (float64; lr_schedule, state_readout) makes these properties
@@ -233,3 +240,46 @@ def test_a_report_left_by_an_earlier_run_does_not_stand_in(tmp_path):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "without writing its report" in proc.stderr
     assert "conformant" not in proc.stdout
+
+
+class _CountingRaises(bad_backends.Raises):
+    """Raises, counting its runs and those after its first crash."""
+
+    def __init__(self, compiled: bool) -> None:
+        self.compiled, self.runs, self.runs_after_crash = compiled, 0, None
+
+    def capabilities(self):
+        return dataclasses.replace(super().capabilities(), compiled=self.compiled)
+
+    def run(self, case):
+        self.runs += 1
+        if self.runs_after_crash is not None:
+            self.runs_after_crash += 1
+        try:
+            return super().run(case)
+        except RuntimeError:
+            self.runs_after_crash = self.runs_after_crash or 0
+            raise
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_a_crash_is_kept_as_a_case_that_replays(tmp_path, compiled):
+    """A target whose backend raises is an error with the case it raised on, stored as a
+    counterexample whose replay command reproduces the crash. An eager backend's crash is
+    shrunk (to one parameter); a compiled backend's ends the search at once (each attempt would
+    be another failed compilation)."""
+    backend = _CountingRaises(compiled)
+    record = new_result(BY_ID["P3"], backend.name, "float64", "cpu")
+    target = Target("tests.bad_backends:Raises", backend, backend.capabilities(), "float64",
+                    "cpu", "ci", tmp_path, record, nodeid="crash::P3")
+    with pytest.raises(BackendError, match="cannot take more than one step"):
+        run_property("P3", target)
+    assert record["status"] == "error" and "cannot take more than one step" in record["message"]
+    assert (backend.runs_after_crash == 0) == compiled, backend.runs_after_crash
+    doc = json.loads(Path(record["counterexample"]).read_text(encoding="utf-8"))
+    assert doc["label"] == "error" and doc["violation"] is None
+    case = serialize.case_from_json(doc["case"])
+    assert case.lrs is not None and (compiled or len(case.params) == 1)
+    proc = run_cli("repro", record["counterexample"], cwd=tmp_path)
+    assert proc.returncode == 1 and "REPRODUCED (backend error)" in proc.stdout, proc.stdout
+    assert record["replay"].endswith(f"repro {record['counterexample']}")
