@@ -7,7 +7,9 @@ that needs the returned state is accepted only when that state itself conforms (
 square_avg and grad_avg within its bound): a wrong state is a wrong formula, not a mechanism.
 
 - ``centered-negative``: centered, and the variance v̂ − |ḡ̂|² of the returned state is negative,
-  exactly or as the dtype rounds it (fl(v̂) − fl(ḡ̂·ḡ̂)), so an unclamped sqrt gives NaN (R30);
+  exactly or as the dtype rounds it (fl(v̂) − fl(ḡ̂·ḡ̂)), or exactly so close to 0 that the
+  rounding of a correct computation in the dtype reaches below it (``_rounding_reach``), so an
+  unclamped sqrt gives NaN (R30);
 - ``eps-underflow``: eps rounds to 0 in the dtype and that variance is 0 there, so the
   denominator d = sqrt(w) + eps (or sqrt(w + eps)) is 0: 0/0 or x/0;
 - ``overflow``: an intermediate of some permitted form of the step (η·g, g/d, α·v, (1 − α)·g²,
@@ -83,6 +85,23 @@ def _variance(hp: HParams, st: ParamState, at: tuple[int, ...], cplx: bool, corr
     return np.asarray(w, dtype=np.float64)
 
 
+def _rounding_reach(hp: HParams, st: ParamState, at: tuple[int, ...], cplx: bool, corr: float,
+                    t: int, rdt: np.dtype) -> np.ndarray:
+    """How far a correct implementation in ``rdt`` can compute v̂ − |ḡ̂|² from its exact value,
+    to first order in the unit roundoff u: c = 1 − α^t computed in the dtype is off by up to
+    ε_c = (t + 2)·u·α^t/c relative (α rounded, t multiplications, the subtraction, which
+    amplifies by α^t/c), v̂ = v/c by ε_c + u, ḡ̂² by 2(ε_c + u) + u, the subtraction by u of each
+    term: (ε_c + 2u)·v̂ + (2ε_c + 4u)·|ḡ̂|². An exact variance within that reach of 0 can come out
+    negative however carefully it is computed (optax, centered with bias correction, float32:
+    nearly constant gradients make v̂ − ḡ̂² a difference of two equal numbers ~1300 apart)."""
+    u = dtype_info(rdt).unit_roundoff
+    a = float(hp.alpha) ** t if hp.bias_correction else 0.0
+    eps_c = (t + 2) * u * a / corr
+    v = _square_avg(st.square_avg, at, cplx, hp) / corr
+    gsq = _sum_if_modulus(_components(st.grad_avg, at) ** 2, cplx, hp) / corr ** 2
+    return (eps_c + 2 * u) * np.abs(v) + (2 * eps_c + 4 * u) * gsq
+
+
 def classify(hp: HParams, lr: float, param: np.ndarray, grad: np.ndarray, state_in: ParamState,
              exact_out: ParamState, returned_out: ParamState | None,
              index: Sequence[int]) -> str:
@@ -102,7 +121,9 @@ def classify(hp: HParams, lr: float, param: np.ndarray, grad: np.ndarray, state_
 
     if returned_out is not None:
         exact, rounded = (_variance(hp, returned_out, at, cplx, corr, r) for r in (None, rdt))
-        if hp.centered and ((exact < 0).any() or (rounded < 0).any()):
+        if hp.centered and ((exact < 0).any() or (rounded < 0).any() or (
+                exact / corr ** 2 < _rounding_reach(hp, returned_out, at, cplx, corr, t, rdt)
+        ).any()):
             return "centered-negative"
         if hp.eps > 0 and rdt.type(hp.eps) == 0 and ((exact == 0).any() or (rounded == 0).any()):
             return "eps-underflow"

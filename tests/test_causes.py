@@ -62,6 +62,21 @@ def test_negative_centered_variance_of_the_returned_state():
     assert _cause(hp, F32, None, exact=_state([1.0], [above_one])) == "unexplained"
 
 
+def test_a_bias_corrected_variance_within_rounding_of_zero_is_centered_negative():
+    """optax's NaN found by P4 (float32, centered, bias correction, nearly constant gradients
+    of ~36): after 6 steps v = 75.63292, ḡ = 2.1038125, so v̂ = v/c ≈ ḡ̂² ≈ 1292.6. Exactly
+    v̂ − ḡ̂² = 8.4e-5 > 0, and fl(v̂) − fl(ḡ̂·ḡ̂) with c rounded from float64 is +2.4e-4; but
+    c = 1 − 0.99⁶ computed in float32 can be off by ~16 u relative (1 − α^t cancels), which
+    moves v̂ − ḡ̂² by up to ~0.03: a correct float32 computation can land below 0."""
+    hp = HParams.from_profile("optax", centered=True, bias_correction=True, alpha=0.99,
+                              eps=1.24e-5)
+    before = _state([0.0], [0.0], step=5)
+    state = _state([75.63292], [2.1038125], step=6)
+    assert _cause(hp, F32, state, state_in=before) == "centered-negative"
+    # Well away from 0 (v̂ − ḡ̂² ≈ 0.4 v̂): a NaN there is not this mechanism.
+    assert _cause(hp, F32, _state([75.63292], [1.6], step=6), state_in=before) == "unexplained"
+
+
 def test_complex_square_avg_held_complex_under_modulus_is_read_as_its_real_value():
     """optax keeps square_avg complex (zero imaginary part) under "modulus": the zero imaginary
     part is not a second variance component, so v = 2, |ḡ|² = 1 is positive."""
