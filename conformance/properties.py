@@ -433,7 +433,11 @@ def _hazard_cases(caps: Capabilities, dtype: str, device: str) -> st.SearchStrat
         feats = frozenset(caps.features - {"centered"}) | ({"centered"} if centered else set())
         hp: HParams = draw(cst.hparams(caps, features=feats), label="hparams")
         if centered:
-            alpha = draw(st.sampled_from((0.9, 0.99, 0.5, 0.0)), label="alpha")
+            # α = 0 half the time: v − ḡ² is then exactly 0 at every step, so any rounding of
+            # it is the hazard itself (timm's float64 NaN, torch's documented one); the other
+            # half average over long runs, where it cancels slowly.
+            alpha = draw(st.one_of(st.just(0.0), st.sampled_from((0.9, 0.99, 0.5))),
+                         label="alpha")
             hp = hp.replace(centered=True, alpha=alpha, bias_correction=hp.bias_correction
                             and alpha < 1)
         shape = draw(cst.shapes(min_dims=1, max_dims=1, max_side=4, allow_zero_size=False),
