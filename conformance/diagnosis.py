@@ -45,7 +45,7 @@ import numpy as np
 from conformance.backend import Backend, Capabilities
 from conformance.case import Case, Trajectory, dtype_name, np_dtype
 from conformance.guard import BackendError, call_backend
-from conformance.properties import widen
+from conformance.properties import other_maximize_order, widen
 from conformance.tolerance import Judgement, Violation, judge
 from spec.rmsprop import HParams
 
@@ -119,8 +119,7 @@ def alternatives(hp: HParams, scheduled: bool) -> list[Reading]:
     if hp.maximize:
         out.append(Reading("R16", "maximize ignored", _hp(maximize=False)))
         if hp.weight_decay > 0:
-            other = ("after_weight_decay" if hp.maximize_order == "before_weight_decay"
-                     else "before_weight_decay")
+            other = other_maximize_order(hp)
             out.append(Reading("R12", f"maximize_order={other!r}", _hp(maximize_order=other),
                                inert=_hp(maximize=False)))
     if hp.centered:

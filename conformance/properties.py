@@ -20,7 +20,7 @@ from conformance.backend import Backend, Capabilities, RejectingBackend
 from conformance.case import Case, Trajectory, dtype_name
 from conformance.guard import call_backend, exposed_copy
 from conformance.tolerance import Judgement, Violation, judge
-from spec.rmsprop import HParams, run
+from spec.rmsprop import MAXIMIZE_ORDERS, HParams, run
 
 WIDE_OF = {"float16": "float64", "bfloat16": "float64", "float32": "float64",
            "complex64": "complex128"}
@@ -256,6 +256,11 @@ def _negated(case: Case) -> Case:
                         grads=tuple(tuple(-g for g in gs) for gs in case.grads))
 
 
+def other_maximize_order(hp: HParams) -> str:
+    """The order of maximize and coupled weight decay that ``hp`` does not use (R12)."""
+    return next(o for o in MAXIMIZE_ORDERS if o != hp.maximize_order)
+
+
 def check_maximize(backend: Backend, caps: Capabilities, case: Case) -> Outcome:
     """P9: maximize conforms, and equals minimising the negated gradients (R16). A maximize
     that is wrong while minimising conforms, and that conforms read in the other order of
@@ -268,8 +273,7 @@ def check_maximize(backend: Backend, caps: Capabilities, case: Case) -> Outcome:
         v, hp = failure.violation, case.hp
         if v.rule == "R16" and hp.maximize and hp.weight_decay > 0 \
                 and hp.weight_decay_mode == "coupled":
-            other = ("after_weight_decay" if hp.maximize_order == "before_weight_decay"
-                     else "before_weight_decay")
+            other = other_maximize_order(hp)
             raised = case.replace(grads=tuple(tuple(g + 1 for g in gs) for gs in case.grads))
             if all(judge(c.replace(hp=hp.replace(maximize_order=other)),
                          call_backend(backend, caps, c)).ok for c in (case, raised)):
