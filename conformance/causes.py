@@ -121,9 +121,9 @@ def classify(hp: HParams, lr: float, param: np.ndarray, grad: np.ndarray, state_
 
     if returned_out is not None:
         exact, rounded = (_variance(hp, returned_out, at, cplx, corr, r) for r in (None, rdt))
-        if hp.centered and ((exact < 0).any() or (rounded < 0).any() or (
-                exact / corr ** 2 < _rounding_reach(hp, returned_out, at, cplx, corr, t, rdt)
-        ).any()):
+        # The reach is never negative, so an exactly negative variance is within it too.
+        reach = _rounding_reach(hp, returned_out, at, cplx, corr, t, rdt) if hp.centered else 0
+        if hp.centered and ((rounded < 0).any() or (exact / corr ** 2 < reach).any()):
             return "centered-negative"
         if hp.eps > 0 and rdt.type(hp.eps) == 0 and ((exact == 0).any() or (rounded == 0).any()):
             return "eps-underflow"
