@@ -221,7 +221,12 @@ def _search(prop: Property, target: Target) -> None:
             target.aborted = exc
         except BackendError as exc:
             if target.last_failure is not None:
-                raise  # while a failure is shrunk: Hypothesis keeps to the failure
+                # While a failure is shrunk, a crash on a smaller case is not that failure:
+                # raised, Hypothesis would report it instead (the smaller of two bugs), with
+                # no case to replay and the failure lost, or not, as the time box fell.
+                figures = target.record["figures"]
+                figures["crashes_while_shrinking"] = figures.get("crashes_while_shrinking", 0) + 1
+                reject()
             target.crashed_on = case  # shrinking calls again: the smallest crash is kept
             if not target.caps.compiled:
                 raise

@@ -20,7 +20,7 @@ import pytest
 
 from conformance import serialize
 from conformance.guard import BackendError
-from conformance.properties import BY_ID
+from conformance.properties import BY_ID, PropertyFailure
 from conformance.result import new_result
 from conformance.runner import Target, run_property
 from tests import bad_backends
@@ -280,3 +280,39 @@ def test_a_crash_is_kept_as_a_case_that_replays(tmp_path, compiled):
     proc = run_cli("repro", record["counterexample"], cwd=tmp_path)
     assert proc.returncode == 1 and "REPRODUCED (backend error)" in proc.stdout, proc.stdout
     assert record["replay"].endswith(f"repro {record['counterexample']}")
+
+
+class _FailsThenRaises(bad_backends.Raises):
+    """Wrong on the first learning-rate schedule it is given (every parameter one too large),
+    raising on every other: all a shrinking of that failure tries is a crash."""
+
+    def __init__(self) -> None:
+        self.first: str | None = None
+
+    def run(self, case):
+        if not bad_backends._scheduled(case):
+            return super().run(case)
+        key = json.dumps(serialize.case_to_json(case), sort_keys=True)
+        self.first = self.first or key
+        if key != self.first:
+            return super().run(case)  # raises
+        traj = bad_backends.SeedBackend.run(self, case)
+        wrong = [tuple(p + 1 for p in step) for step in traj.params]
+        return dataclasses.replace(traj, params=wrong)
+
+
+def test_a_crash_while_a_failure_shrinks_does_not_replace_it(tmp_path):
+    """A crash on a case the shrinking of a failure tries is not that failure: the failure is
+    reported, with its counterexample, and the crashes counted (raised, Hypothesis would report
+    the crash instead, with no case to replay)."""
+    backend = _FailsThenRaises()
+    record = new_result(BY_ID["P3"], backend.name, "float64", "cpu")
+    target = Target("tests.bad_backends:Raises", backend, backend.capabilities(), "float64",
+                    "cpu", "ci", tmp_path, record, nodeid="fails-then-raises::P3")
+    with pytest.raises(PropertyFailure):
+        run_property("P3", target)
+    assert record["status"] == "fail" and record["rule"].startswith("R"), record
+    assert record["figures"]["crashes_while_shrinking"] > 0
+    doc = json.loads(Path(record["counterexample"]).read_text(encoding="utf-8"))
+    assert doc["label"] != "error" and doc["violation"] is not None
+    assert json.dumps(doc["case"], sort_keys=True) == backend.first
