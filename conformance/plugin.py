@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from conformance import deviations as dev
-from conformance import forkserver, registry
+from conformance import forkserver, registry, scheduling
 from conformance.properties import BY_NAME, targets
 from conformance.result import BAD, Result, Status, new_result
 
@@ -354,7 +354,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def _suite_tests(nodeids: list[str]) -> int:
-    return sum("/suite/" in n or n.startswith("test_conformance.py") for n in nodeids)
+    return sum(map(scheduling.is_suite_test, nodeids))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -370,6 +370,14 @@ def pytest_xdist_setupnodes(config: pytest.Config, specs: list[Any]) -> None:
         for spec in specs:
             if spec.popen and not spec.python:
                 spec.python = forkserver.python()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under xdist's default distribution, one worker per backend and dtype (scheduling)."""
+    if _state(config) is None or config.getoption("dist") != "load":
+        return None
+    return scheduling.TargetScheduling(config, log)
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -246,3 +246,15 @@ class RecordsItsProcess(_Bad):
         with open(os.environ["RECORD_PROCESS"], "a", encoding="utf-8") as f:
             f.write(f"{_LOADED_IN} {os.getpid()}\n")
         return super().run(case)
+
+
+class RecordsItsWorker(SeedBackend):
+    """The seed (float32 and float64); each run appends to the file in $RECORD_WORKER the case's
+    dtype and the xdist worker running it ("-" outside one: the evidence process)."""
+
+    name = "bad.records_its_worker"
+
+    def run(self, case: Case) -> Trajectory:
+        with open(os.environ["RECORD_WORKER"], "a", encoding="utf-8") as f:
+            f.write(f"{case.params[0].dtype} {os.environ.get('PYTEST_XDIST_WORKER', '-')}\n")
+        return super().run(case)
