@@ -31,6 +31,7 @@ RULE_MISSES = {
     "low_precision_intermediates": "R20",
 }
 
+
 def _target(backend, prop_id: str, dtype: str | None, tmp_path, compiled: bool = False) -> Target:
     caps = backend.capabilities()
     if compiled:  # searched as a compiling backend is: a few structures, weight_decay on a grid
