@@ -72,6 +72,11 @@ def _absorb(record: Result, outcome: Outcome) -> None:
         record["figures"][key] = max(record["figures"].get(key, 0.0), value)
 
 
+def _count(record: Result, figure: str) -> None:
+    """One more of the examples a record's ``figure`` counts."""
+    record["figures"][figure] = record["figures"].get(figure, 0) + 1
+
+
 def _case_for_target(case: Case, target: Target) -> Case:
     return case if case.device == target.device else case.replace(device=target.device)
 
@@ -224,8 +229,7 @@ def _search(prop: Property, target: Target) -> None:
                 # While a failure is shrunk, a crash on a smaller case is not that failure:
                 # raised, Hypothesis would report it instead (the smaller of two bugs), with
                 # no case to replay and the failure lost, or not, as the time box fell.
-                figures = target.record["figures"]
-                figures["crashes_while_shrinking"] = figures.get("crashes_while_shrinking", 0) + 1
+                _count(target.record, "crashes_while_shrinking")
                 reject()
             target.crashed_on = case  # shrinking calls again: the smallest crash is kept
             if not target.caps.compiled:
@@ -245,8 +249,7 @@ def _search(prop: Property, target: Target) -> None:
                     # again on every run would teach nothing), and the search goes on for
                     # failures the deviation does not excuse.
                     target.excused_failure = target.excused_failure or failure
-                    figures = target.record["figures"]
-                    figures["excused_examples"] = figures.get("excused_examples", 0) + 1
+                    _count(target.record, "excused_examples")
                     return
                 if target.last_failure is None:
                     failed_at.append(time.perf_counter())
@@ -254,8 +257,7 @@ def _search(prop: Property, target: Target) -> None:
                 raise
             # A spurious non-finite value is P4's finding (R27); counting it here instead of
             # failing keeps this property testing its own rules on the remaining examples.
-            figures = target.record["figures"]
-            figures["r27_deferred_to_P4"] = figures.get("r27_deferred_to_P4", 0) + 1
+            _count(target.record, "r27_deferred_to_P4")
             reject()
 
     # One database key per target, so a stored counterexample replays for the right one.
