@@ -26,7 +26,10 @@ hyperparameters and dtype, run on the backend itself. With them, in this order:
    failure goes away with exactly that feature, the rule of that feature is named.
 4. **Localisation.** Otherwise the earliest departing quantity of the formula, upstream first
    (square_avg R17, grad_avg R18, momentum_buffer R21; the parameters alone with a conforming
-   state: R20, the step s = g/d).
+   state: R20, the step s = g/d). A wrong s reaches the buffer b ← μ·b + η·s before the
+   parameters, so a departing buffer is R21 only if the failure goes with momentum; when it
+   stays with momentum off, the probes without momentum are localised instead (R20 for v in
+   the numerator, whether or not the counterexample shrank to momentum = 0).
 5. Otherwise the judge's rule stands.
 
 Rules a property owns (P6's R24, P7's R23/R29, P8's R25, P9's R16, P10's R11, P11's R14/R15,
@@ -195,8 +198,12 @@ class _Evidence:
         return worst
 
 
+def _judged(backend: Backend, caps: Capabilities, cases: list[Case]) -> list[Judgement]:
+    return [judge(c, call_backend(backend, caps, c)) for c in cases]
+
+
 def _conforms(backend: Backend, caps: Capabilities, cases: list[Case]) -> bool:
-    return all(judge(c, call_backend(backend, caps, c)).ok for c in cases)
+    return all(j.ok for j in _judged(backend, caps, cases))
 
 
 def _renamed(v: Violation, rule: str, why: str) -> Violation:
@@ -284,10 +291,10 @@ def name_rule(backend: Backend, caps: Capabilities, case: Case | None,
         failing = [judge(c, t) for c, t in evidence.runs[1:]]
         if all(j.ok for j in failing):
             return v  # the follow-up cases conform: only the counterexample's region tells
-        implicated = []
-        for feature, rule, off in _ablations(case):
-            if _conforms(backend, caps, [off(c) for c in follow]):
-                implicated.append((feature, rule))
+        ablated = [(feature, rule, [j for j in _judged(backend, caps, [off(c) for c in follow])
+                                    if not j.ok])
+                   for feature, rule, off in _ablations(case)]
+        implicated = [(feature, rule) for feature, rule, still in ablated if not still]
         if len(implicated) == 1:
             feature, rule = implicated[0]
             if feature == "centered":
@@ -296,6 +303,11 @@ def name_rule(backend: Backend, caps: Capabilities, case: Case | None,
             return _renamed(v, rule, f"the follow-up cases conform with {feature} off and "
                             f"fail with it on")
         local = _localise([j for j in failing if not j.ok])
+        if local is not None and local[0] == "R21":
+            # b ← μ·b + η·s carries a wrong step s into the buffer before the parameters: a
+            # failure that stays with momentum off is not the buffer's, and is localised there.
+            still = next((s for feature, _, s in ablated if feature == "momentum"), [])
+            local = (_localise(still) or local) if still else local
         if local is not None:
             return _renamed(v, *local)
     except BackendError:

@@ -14,10 +14,13 @@ import json
 import pytest
 
 from conformance import serialize, strategies
+from conformance.diagnosis import name_rule
+from conformance.guard import call_backend
 from conformance.properties import BY_ID, PropertyFailure
 from conformance.result import new_result
 from conformance.runner import Target, run_property
-from tests.mutants import EXPECTED_PROPERTY, EXPECTED_RULE, MUTANTS, Reference
+from conformance.tolerance import judge
+from tests.mutants import EXPECTED_PROPERTY, EXPECTED_RULE, MUTANTS, REVEALING, Reference
 
 # The dtype each property is exercised in: float64 for the formula, complex for P10, float32
 # where a low-precision shortcut shows, none for hyperparameter validation.
@@ -140,3 +143,19 @@ def test_a_shrink_cut_short_by_its_time_box_is_reported_as_such(monkeypatch, cap
     with pytest.raises(PropertyFailure):
         BY_ID[prop_id].check(mutant, mutant.capabilities(), serialize.case_from_json(doc["case"]))
     assert "five minutes" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["numerator_square_avg", "momentum_ignored", "alpha_swapped"])
+def test_the_rule_named_does_not_depend_on_momentum_being_on(name: str) -> None:
+    """With momentum on, the buffer b ← μ·b + η·s is the first quantity a wrong step s = g/d
+    shows in; the rule named is still the mutant's (R20 for v in the numerator), whether the
+    counterexample's shrinking got as far as momentum = 0 or not. A bug of the buffer itself
+    (momentum ignored) stays R21."""
+    mutant = MUTANTS[name]()
+    caps = mutant.capabilities()
+    for momentum in (0.0, 0.9):
+        case = REVEALING[name].case()
+        case = case.replace(hp=case.hp.replace(momentum=max(momentum, case.hp.momentum)))
+        judged = judge(case, call_backend(mutant, caps, case))
+        assert not judged.ok
+        assert name_rule(mutant, caps, case, judged.violations[0]).rule == EXPECTED_RULE[name]
