@@ -307,7 +307,7 @@ def name_rule(backend: Backend, caps: Capabilities, case: Case | None,
             # b ← μ·b + η·s carries a wrong step s into the buffer before the parameters: a
             # failure that stays with momentum off is not the buffer's, and is localised there.
             still = next((s for feature, _, s in ablated if feature == "momentum"), [])
-            local = (_localise(still) or local) if still else local
+            local = _localise(still) or local
         if local is not None:
             return _renamed(v, *local)
     except BackendError:
