@@ -49,11 +49,10 @@ _FORKSERVER = "RMSPROP_CONFORMANCE_FORKSERVER"
 
 # certify with its pytest session selecting no test (start-up, workers, evidence, report).
 _EMPTY = """
-import sys
 from conformance import cli
 full = cli.pytest_command
 cli.pytest_command = lambda *a: [*full(*a)[:-1], "-k", "no_test_has_this_name", full(*a)[-1]]
-cli.main(sys.argv[1:])
+cli.console_main()
 """
 
 

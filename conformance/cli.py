@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from conformance import __version__, compare, deviations, forkserver, registry
 from conformance.plugin import DEFAULT_EFFORT, EFFORTS, SUITE_DIR, parse_shard, unknown_effort
@@ -551,5 +551,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def console_main() -> NoReturn:
+    """The ``rmsprop-conformance`` command: :func:`main`, then an exit without the interpreter's
+    teardown (:func:`forkserver.exit_without_teardown`)."""
+    forkserver.exit_without_teardown(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

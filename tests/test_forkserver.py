@@ -124,3 +124,30 @@ def test_certify_runs_its_workers_and_evidence_in_forked_processes(tmp_path):
     assert len({pid for _, pid in forked}) >= 2 and len({pid for _, pid in fresh}) >= 2
     assert all(loaded != pid for loaded, pid in forked)  # found it imported by the controller
     assert all(loaded == pid for loaded, pid in fresh)  # imported it themselves
+
+
+def test_an_exit_without_teardown_runs_the_exit_handlers_flushes_and_keeps_the_code(tmp_path):
+    """What the command and every child exit through: the exit handlers run (a temporary
+    directory is removed), buffered output reaches a pipe, the status is the one given, and
+    what only the interpreter's teardown would run (an object's finaliser at shutdown) does not."""
+    script = tmp_path / "exits.py"
+    script.write_text(textwrap.dedent('''
+        import atexit, sys, tempfile
+        from conformance import forkserver
+        class AtTeardown:
+            def __del__(self):
+                print("teardown ran")
+        keep = AtTeardown()
+        tmp = tempfile.TemporaryDirectory()
+        print(tmp.name)
+        atexit.register(print, "exit handler ran")
+        sys.stdout.write("x" * 100000)  # buffered: a pipe is not a terminal
+        forkserver.exit_without_teardown(7)
+        '''), encoding="utf-8")
+    proc = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 7, proc.stderr
+    lines = proc.stdout.split("\n")
+    assert not Path(lines[0]).exists()
+    assert lines[1] == "x" * 100000 + "exit handler ran"
+    assert "teardown ran" not in proc.stdout
