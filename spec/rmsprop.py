@@ -218,7 +218,9 @@ class _R:
 
 
 class _Arith:
-    """Running error analysis in a target dtype: each operation adds u·|operands| + tiny."""
+    """Running error analysis in a target dtype: each operation adds u·|operands| + tiny.
+
+    Its operations run under the step's ``np.errstate(all="ignore")`` (:func:`_step_one`)."""
 
     def __init__(self, info: DtypeInfo) -> None:
         self.u, self.tiny, self.max = info
@@ -226,12 +228,11 @@ class _Arith:
     def _round(self, v: np.ndarray, e: np.ndarray, o: np.ndarray, scale: Any) -> _R:
         if self.u == 0.0:
             return _R(v, e, o)
-        with np.errstate(invalid="ignore", over="ignore"):
-            e = e + self.u * np.abs(scale) + self.tiny
-            # An intermediate whose error interval reaches past the largest finite value may
-            # overflow in a correct implementation. Unbounded errors (a denominator that may be
-            # 0) are not overflow: R27 still judges those elements.
-            o = o | (np.abs(v) + np.where(np.isinf(e), 0.0, e) > self.max)
+        e = e + self.u * np.abs(scale) + self.tiny
+        # An intermediate whose error interval reaches past the largest finite value may
+        # overflow in a correct implementation. Unbounded errors (a denominator that may be
+        # 0) are not overflow: R27 still judges those elements.
+        o = o | (np.abs(v) + np.where(np.isinf(e), 0.0, e) > self.max)
         return _R(v, e, o)
 
     def const(self, c: float) -> _R:
@@ -249,11 +250,10 @@ class _Arith:
         return float(abs(round(c / ulp) * ulp - c))
 
     def add(self, x: _R, y: _R, sign: float = 1.0) -> _R:
-        with np.errstate(invalid="ignore", over="ignore"):
-            v = x.v + sign * y.v
-            # Bounding by |x| + |y| rather than |x ± y| keeps the bound valid for any association
-            # order an implementation may choose (lerp, addcmul, fused multiply-add).
-            return self._round(v, x.e + y.e, x.o | y.o, np.abs(x.v) + np.abs(y.v))
+        v = x.v + sign * y.v
+        # Bounding by |x| + |y| rather than |x ± y| keeps the bound valid for any association
+        # order an implementation may choose (lerp, addcmul, fused multiply-add).
+        return self._round(v, x.e + y.e, x.o | y.o, np.abs(x.v) + np.abs(y.v))
 
     def sub(self, x: _R, y: _R) -> _R:
         return self.add(x, y, -1.0)
@@ -276,56 +276,52 @@ class _Arith:
         α > 1/2, whose error 2α·u·|b − a| on a gradient spike (|b| ≫ |a|) is many times the
         result's own size (SPEC R17).
         """
-        with np.errstate(invalid="ignore", over="ignore"):
-            v = alpha.v * a.v + one_minus_alpha.v * b.v
-            o = a.o | b.o | alpha.o | one_minus_alpha.o
-            if self.u == 0.0:
-                return _R(v, np.abs(alpha.v) * a.e + np.abs(one_minus_alpha.v) * b.e, o)
-            wa, wb = np.abs(alpha.v), np.abs(one_minus_alpha.v)
-            e_weight = np.maximum(alpha.e, one_minus_alpha.e)
-            propagated = (wa * a.e + wb * b.e + e_weight * (np.abs(a.v) + np.abs(b.v))
-                          + e_weight * (a.e + b.e))
-            spec_form = 2.0 * (np.abs(alpha.v * a.v) + np.abs(one_minus_alpha.v * b.v))
-            lerp_form = 2.0 * wb * np.abs(b.v - a.v) + np.abs(v)
-            e = propagated + self.u * np.maximum(spec_form, lerp_form) + 3.0 * self.tiny
-            o = o | (np.abs(a.v) + np.abs(b.v) > self.max)
-            o = o | (np.abs(v) + np.where(np.isinf(e), 0.0, e) > self.max)
+        v = alpha.v * a.v + one_minus_alpha.v * b.v
+        o = a.o | b.o | alpha.o | one_minus_alpha.o
+        if self.u == 0.0:
+            return _R(v, np.abs(alpha.v) * a.e + np.abs(one_minus_alpha.v) * b.e, o)
+        wa, wb = np.abs(alpha.v), np.abs(one_minus_alpha.v)
+        e_weight = np.maximum(alpha.e, one_minus_alpha.e)
+        propagated = (wa * a.e + wb * b.e + e_weight * (np.abs(a.v) + np.abs(b.v))
+                      + e_weight * (a.e + b.e))
+        spec_form = 2.0 * (np.abs(alpha.v * a.v) + np.abs(one_minus_alpha.v * b.v))
+        lerp_form = 2.0 * wb * np.abs(b.v - a.v) + np.abs(v)
+        e = propagated + self.u * np.maximum(spec_form, lerp_form) + 3.0 * self.tiny
+        o = o | (np.abs(a.v) + np.abs(b.v) > self.max)
+        o = o | (np.abs(v) + np.where(np.isinf(e), 0.0, e) > self.max)
         return _R(v, e, o)
 
     def mul(self, x: _R, y: _R) -> _R:
-        with np.errstate(invalid="ignore", over="ignore"):
-            v = x.v * y.v
-            e = np.abs(x.v) * y.e + np.abs(y.v) * x.e + x.e * y.e
-            # 0 times an unbounded error (lr = 0 with an unbounded step) stays unbounded.
-            e = np.where(np.isnan(e) & ~np.isnan(v), np.inf, e)
-            return self._round(v, e, x.o | y.o, v)
+        v = x.v * y.v
+        e = np.abs(x.v) * y.e + np.abs(y.v) * x.e + x.e * y.e
+        # 0 times an unbounded error (lr = 0 with an unbounded step) stays unbounded.
+        e = np.where(np.isnan(e) & ~np.isnan(v), np.inf, e)
+        return self._round(v, e, x.o | y.o, v)
 
     def div(self, x: _R, y: _R) -> _R:
-        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-            v = x.v / y.v
-            if self.u == 0.0:
-                return _R(v, 0.0, x.o | y.o)
-            margin = np.abs(y.v) - y.e
-            # A denominator whose error may reach zero leaves the quotient unbounded.
-            e = np.where(margin > 0, (x.e + np.abs(v) * y.e) / np.where(margin > 0, margin, 1.0),
-                         np.inf)
-            e = np.where(np.isnan(v), 0.0, e)
-            # 2·|x/y|: a quotient may be evaluated as x·(1/y) (two roundings), or as x times a
-            # reciprocal square root within one ulp where y is a root (R31b).
-            return self._round(v, e, x.o | y.o, 2.0 * v)
+        v = x.v / y.v
+        if self.u == 0.0:
+            return _R(v, 0.0, x.o | y.o)
+        margin = np.abs(y.v) - y.e
+        # A denominator whose error may reach zero leaves the quotient unbounded.
+        e = np.where(margin > 0, (x.e + np.abs(v) * y.e) / np.where(margin > 0, margin, 1.0),
+                     np.inf)
+        e = np.where(np.isnan(v), 0.0, e)
+        # 2·|x/y|: a quotient may be evaluated as x·(1/y) (two roundings), or as x times a
+        # reciprocal square root within one ulp where y is a root (R31b).
+        return self._round(v, e, x.o | y.o, 2.0 * v)
 
     def sqrt(self, x: _R) -> _R:
-        with np.errstate(invalid="ignore"):
-            v = np.sqrt(x.v)
-            if self.u == 0.0:
-                return _R(v, 0.0, x.o)
-            # The largest deviation over [x - e, x + e] (clipped at 0). Below x it is the larger
-            # one (sqrt is concave) unless the interval reaches 0; then sqrt(x + e) - sqrt(x) can
-            # be larger, e.g. sqrt(e) at an exact x = 0 whose computed value is e.
-            low = np.sqrt(np.maximum(x.v - x.e, 0.0))
-            high = np.sqrt(x.v + x.e)
-            e = np.where(np.isfinite(v), np.maximum(v - low, high - v), 0.0)
-            return self._round(v, e, x.o, v)
+        v = np.sqrt(x.v)
+        if self.u == 0.0:
+            return _R(v, 0.0, x.o)
+        # The largest deviation over [x - e, x + e] (clipped at 0). Below x it is the larger
+        # one (sqrt is concave) unless the interval reaches 0; then sqrt(x + e) - sqrt(x) can
+        # be larger, e.g. sqrt(e) at an exact x = 0 whose computed value is e.
+        low = np.sqrt(np.maximum(x.v - x.e, 0.0))
+        high = np.sqrt(x.v + x.e)
+        e = np.where(np.isfinite(v), np.maximum(v - low, high - v), 0.0)
+        return self._round(v, e, x.o, v)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -418,6 +414,9 @@ def _check_inputs(params: Sequence[np.ndarray], grads: Sequence[np.ndarray],
                              f"{np.shape(p)}")
 
 
+# One error state for the whole step, not one per operation (a tenth of the oracle's time):
+# overflow, invalid operations and division by zero are values here, judged by R26 and R27.
+@np.errstate(all="ignore")
 def _step_one(theta: np.ndarray, grad: np.ndarray, st: ParamState, hp: HParams, lr: float,
               info: DtypeInfo, state_err: ParamState | None) -> tuple[tuple[_R, ...], int]:
     A = _Arith(info)
@@ -465,8 +464,7 @@ def _step_one(theta: np.ndarray, grad: np.ndarray, st: ParamState, hp: HParams, 
     v_hat, gbar_hat = v, gbar
     if hp.bias_correction:
         # 1 - α^t: α^t computed by t-1 multiplications in the worst case.
-        with np.errstate(under="ignore"):
-            alpha_t = float(hp.alpha) ** t
+        alpha_t = float(hp.alpha) ** t
         corr = _R(1.0 - alpha_t, (t + 1) * A.u * (alpha_t + 1.0) + A.tiny)
         v_hat = A.div(v, corr)
         if hp.centered:
