@@ -29,6 +29,7 @@ see :func:`step_with_bounds`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 from fractions import Fraction
@@ -184,7 +185,11 @@ class DtypeInfo(NamedTuple):
 
 def dtype_info(dtype: Any) -> DtypeInfo:
     """Rounding parameters of a real or complex dtype (float16, bfloat16, float32, float64)."""
-    dt = np.dtype(dtype)
+    return _dtype_info(np.dtype(dtype))
+
+
+@functools.cache  # the judge asks for every parameter of every step
+def _dtype_info(dt: np.dtype) -> DtypeInfo:
     if dt.kind == "c":
         dt = np.dtype(np.float32 if dt.itemsize == 8 else np.float64)
     if dt.kind not in "fV" and dt.name != "bfloat16":
@@ -239,15 +244,11 @@ class _Arith:
         """A constant rounded into the dtype: an error of up to u·|c|."""
         return self._round(np.float64(c), np.float64(0.0), np.bool_(False), c)
 
-    def rounding_error(self, c: Fraction) -> float:
-        """|fl(c) - c| for an exact ``c`` rounded to nearest into the dtype's precision
-        (subnormals aside: the per-operation allowance covers them)."""
-        if self.u == 0.0 or c == 0:
-            return 0.0
-        bits = round(-math.log2(self.u))  # u = 2**-bits: significand bits, implicit one included
-        _, e = math.frexp(float(c))
-        ulp = Fraction(2) ** (e - bits)
-        return float(abs(round(c / ulp) * ulp - c))
+    def alpha(self, alpha: float) -> _R:
+        """alpha as an implementation may hold it: fl(alpha) or 1 - fl(1 - alpha) (lerp with
+        weight 1 - alpha); its error is the larger of the two roundings (0 when both are exact).
+        """
+        return _R(alpha, _alpha_error(self.u, self.tiny, alpha))
 
     def add(self, x: _R, y: _R, sign: float = 1.0) -> _R:
         v = x.v + sign * y.v
@@ -332,6 +333,24 @@ def _as_real(a: np.ndarray) -> np.ndarray:
     if np.iscomplexobj(a):
         return np.stack([a.real, a.imag], axis=-1).astype(np.float64)
     return a.astype(np.float64)
+
+
+@functools.cache  # exact rational arithmetic: computed once per (dtype, value)
+def _rounding_error(u: float, c: Fraction) -> float:
+    """|fl(c) - c| for an exact ``c`` rounded to nearest into the precision of unit roundoff
+    ``u`` (subnormals aside: the per-operation allowance covers them)."""
+    if u == 0.0 or c == 0:
+        return 0.0
+    bits = round(-math.log2(u))  # u = 2**-bits: significand bits, implicit one included
+    _, e = math.frexp(float(c))
+    ulp = Fraction(2) ** (e - bits)
+    return float(abs(round(c / ulp) * ulp - c))
+
+
+@functools.cache
+def _alpha_error(u: float, tiny: float, alpha: float) -> float:
+    a = Fraction(alpha)  # exact: 1 - a must not be rounded before it is measured
+    return max(_rounding_error(u, a), _rounding_error(u, 1 - a)) + tiny
 
 
 def _from_real(a: np.ndarray, is_complex: bool) -> np.ndarray:
@@ -440,10 +459,7 @@ def _step_one(theta: np.ndarray, grad: np.ndarray, st: ParamState, hp: HParams, 
     if hp.momentum > 0 and buf is None:
         raise ValueError("momentum > 0 needs momentum_buffer in the state")
 
-    # An implementation may hold alpha as fl(alpha) or as 1 - fl(1 - alpha) (lerp with weight
-    # 1 - alpha): alpha's error is the larger of the two roundings (0 when both are exact).
-    a = Fraction(float(hp.alpha))  # exact: 1 - a must not be rounded before it is measured
-    alpha = _R(float(a), max(A.rounding_error(a), A.rounding_error(1 - a)) + A.tiny)
+    alpha = A.alpha(float(hp.alpha))
     one_minus_alpha = A.sub(A.const(1.0), alpha)
     eta = A.const(lr)
 
