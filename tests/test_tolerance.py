@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from conformance import strategies as S
 from conformance.case import Case, Trajectory
-from conformance.tolerance import K, judge
-from spec.rmsprop import HParams, ParamState, run
+from conformance.tolerance import K, _oracle, judge
+from spec.rmsprop import HParams, ParamState, init_state, run, step_with_bounds
+from tests.test_strategies import DTYPES, FEATURES, PROFILES, caps_with
 
 
 def _case(dtype=np.float32, steps=3, **hp) -> Case:
@@ -129,3 +133,73 @@ def test_re_alignment_judges_each_step_from_the_implementations_own_state():
                                       s.momentum_buffer.astype(np.float16)) for s in ss[0])
     j = judge(case, traj)
     assert j.ok, [v.describe() for v in j.violations]
+
+
+def _same_arrays(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True)
+
+
+def _same_steps(joined, alone) -> bool:
+    (jp,), (js,), jb = joined
+    (ap,), (as_,), ab = alone
+    return (_same_arrays(jp, ap) and js.step == as_.step
+            and all(_same_arrays(getattr(js, f), getattr(as_, f))
+                    for f in ("square_avg", "grad_avg", "momentum_buffer"))
+            and all(_same_arrays(x[0], y[0]) for x, y in zip(jb, ab)))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data(), st.sampled_from(DTYPES), st.sampled_from(PROFILES), st.booleans())
+def test_the_oracle_joining_alike_parameters_gives_each_its_own_values_and_bounds(
+        data, dtype, profile, nonfinite):
+    """One oracle call for the parameters of a step that are alike (tolerance._oracle) gives
+    every parameter, bit for bit, what a call of its own gives: values, state, bounds and
+    overflow, from a fresh or a drawn state, with chained state errors, with steps stacked on a
+    leading axis, for mixed dtypes, shapes (0-d, zero-size), complex parameters and non-finite
+    gradients, parameters at different steps."""
+    caps = caps_with(profile, FEATURES, DTYPES)
+    case = data.draw(S.cases(caps, dtype, multi_param=True, mixed_dtypes=True, min_steps=2,
+                             max_steps=2, initial_state=data.draw(st.booleans()),
+                             allow_nonfinite=nonfinite, max_size=16))
+    hp, params = case.hp, case.params
+    state = case.initial_state or init_state(params, hp)
+    if data.draw(st.booleans()):  # parameters at different steps (bias correction tells them)
+        state = tuple(s._replace(step=s.step + i) for i, s in enumerate(state))
+
+    def alone(ps, gs, sts, errs=None, dtypes=None):
+        return [step_with_bounds([p], [g], [s], hp, dtype=np.asarray(p).dtype if dtypes is None
+                                 else dtypes[i], lr=case.lr_at(0),
+                                 state_err=None if errs is None else [errs[i]])
+                for i, (p, g, s) in enumerate(zip(ps, gs, sts))]
+
+    first = alone(params, case.grads[0], state)
+    assert all(map(_same_steps, _oracle(hp, case.lr_at(0), params, case.grads[0], state),
+                   first))
+    # The next step from the exact state, with the first step's bounds as its state errors.
+    exact = [es[0] for _, es, _ in first]
+    errs = [ParamState(0, K * b.square_avg[0],
+                       None if b.grad_avg[0] is None else K * b.grad_avg[0],
+                       None if b.momentum_buffer[0] is None else K * b.momentum_buffer[0])
+            for _, _, b in first]
+    nxt = [ep[0] for ep, _, _ in first]
+    assert all(map(_same_steps, _oracle(hp, case.lr_at(0), nxt, case.grads[1], exact, errs),
+                   alone(nxt, case.grads[1], exact, errs)))
+    # Both steps stacked on a leading axis (in float64/complex128), bounds in each parameter's
+    # own dtype, as the judge stacks a trajectory with state read-out.
+    wide = [np.complex128 if p.dtype.kind == "c" else np.float64 for p in params]
+    rows = [np.stack([np.asarray(a, dtype=w), np.asarray(b, dtype=w)])
+            for a, b, w in zip(params, nxt, wide)]
+    grads = [np.stack([np.asarray(a, dtype=w), np.asarray(b, dtype=w)])
+             for a, b, w in zip(case.grads[0], case.grads[1], wide)]
+    sts = [ParamState(s.step, *(None if getattr(s, f) is None else
+                                np.stack([getattr(s, f), getattr(e, f)]).astype(
+                                    np.result_type(getattr(s, f), getattr(e, f)))
+                                for f in ("square_avg", "grad_avg", "momentum_buffer")))
+           for s, e in zip(state, exact)]
+    dtypes = [p.dtype for p in params]
+    assert all(map(_same_steps, _oracle(hp, case.lr_at(0), rows, grads, sts, lead=1,
+                                        dtypes=dtypes),
+                   alone(rows, grads, sts, dtypes=dtypes)))
