@@ -447,10 +447,10 @@ def _oracle(hp: Any, lr: float, params: Sequence[np.ndarray], grads: Sequence[np
             lead: int = 0, dtypes: Sequence[Any] | None = None) -> list[OracleStep]:
     """``step_with_bounds`` of each parameter alone (bounds in ``dtypes[i]``, by default its own
     dtype), as one call per group of parameters alike in dtypes and step count: their arrays,
-    of shape (``lead`` axes, *shape),
-    flattened and joined along the element axis. The oracle is element-wise float64
-    arithmetic, so each parameter's values and bounds are bit for bit those of a call of its own
-    (one call per parameter was a third of the judge's time on multi-parameter cases)."""
+    of shape (``lead`` axes, *shape), flattened and joined along the element axis. The oracle
+    is element-wise float64 arithmetic, so each parameter's values and bounds are bit for bit
+    those of a call of its own (one call per parameter was a third of the judge's time on
+    multi-parameter cases)."""
     if dtypes is None:
         dtypes = [np.asarray(p).dtype for p in params]
 
